@@ -1,0 +1,1 @@
+"""Model families behind the generator interface (imported as ``foleybench.baselines``)."""

@@ -1,0 +1,242 @@
+"""Core interfaces: generators, metrics, embedders.
+
+Everything that produces or scores media in foleybench goes through these types, so a
+new model family or metric plugs into the runner, the CLI and the leaderboard at once.
+
+Conventions (all arrays are numpy unless a docstring says Tensor):
+- video frames: uint8 ``[T, H, W, 3]`` RGB, with ``fps`` in frames per second;
+- audio samples: float32 ``[C, N]`` in [-1, 1], with ``sample_rate`` in Hz.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+
+class FoleybenchError(Exception):
+    """Base class of every error foleybench raises on purpose."""
+
+
+class InputError(FoleybenchError, ValueError):
+    """Bad input: the message names the file (or name) and the problem."""
+
+    def __init__(self, where: str, problem: str):
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}")
+
+
+# --------------------------------------------------------------------------- generators
+@dataclass(frozen=True)
+class V2ARequest:
+    """One video-to-audio request.
+
+    frames: uint8 [T, H, W, 3]; fps: frames per second of ``frames``;
+    duration_s: seconds of audio wanted; sample_rate: Hz of the audio wanted;
+    seed: the generation seed for this clip (the runner derives it from the run seed
+    and the clip id, so a clip's output does not depend on its batch neighbours).
+    """
+
+    clip_id: str
+    frames: np.ndarray
+    fps: float
+    label: str
+    duration_s: float
+    sample_rate: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class A2VRequest:
+    """One audio-to-video request.
+
+    audio: float32 [C, N] at ``sample_rate`` Hz; fps and size (H, W) of the video wanted;
+    duration_s: seconds of video wanted; seed as in :class:`V2ARequest`.
+    """
+
+    clip_id: str
+    audio: np.ndarray
+    sample_rate: int
+    label: str
+    duration_s: float
+    fps: float
+    size: tuple[int, int]
+    seed: int
+
+
+@dataclass
+class AudioOutput:
+    """Generated audio: samples float32 [C, N] at sample_rate Hz."""
+
+    clip_id: str
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class VideoOutput:
+    """Generated video: frames uint8 [T, H, W, 3] at fps."""
+
+    clip_id: str
+    frames: np.ndarray
+    fps: float
+
+
+class Generator(ABC):
+    """A model behind the common interface: batch in, same order out, seeded.
+
+    Subclasses set ``task`` ("v2a" or "a2v") and implement :meth:`generate`. They hold
+    no hidden state that changes outputs: everything that does is in :meth:`params`,
+    which the runner writes into the results.
+    """
+
+    task: ClassVar[str]
+    name: str = "unnamed"
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        """Return one output per request, in request order."""
+
+    def params(self) -> dict[str, Any]:
+        """Generation parameters (config, checkpoint sha256...) for provenance."""
+        return {}
+
+
+class VideoToAudio(Generator):
+    task = "v2a"
+
+    @abstractmethod
+    def generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]: ...
+
+
+class AudioToVideo(Generator):
+    task = "a2v"
+
+    @abstractmethod
+    def generate(self, requests: Sequence[A2VRequest]) -> list[VideoOutput]: ...
+
+
+def check_outputs(requests: Sequence[Any], outputs: Sequence[Any], model: str) -> None:
+    """Enforce the batch contract: one output per request, same ids, same order."""
+    got = [o.clip_id for o in outputs]
+    want = [r.clip_id for r in requests]
+    if got != want:
+        raise FoleybenchError(
+            f"model {model!r} broke the batch contract: asked for {want}, returned {got}"
+        )
+
+
+# --------------------------------------------------------------------------- metrics
+@dataclass
+class MetricValue:
+    """A metric's result.
+
+    value: the score (None when no clip could be scored; never a sentinel);
+    n: the number of samples it rests on (clips, or embedding frames where frames are
+    the samples, which ``extras['n_unit']`` then says); ci: (low, high) 95% interval
+    where the metric offers one; extras: anything else worth keeping (per-clip values,
+    excluded ids with reasons, protocol options).
+    """
+
+    value: float | None
+    n: int
+    ci: tuple[float, float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ci"] = list(self.ci) if self.ci is not None else None
+        return d
+
+
+@dataclass
+class ClipPair:
+    """What the scorer hands a metric for one clip id.
+
+    pred_* are the generated files, ref_* the reference files; which of them exist
+    depends on the task (V2A: pred_audio; A2V: pred_video). ``video``/``audio`` give the
+    pair of files that make up the clip as scored: for V2A the reference video with the
+    generated audio, for A2V the generated video with the reference audio.
+    """
+
+    clip_id: str
+    task: str
+    pred_audio: str | None = None
+    pred_video: str | None = None
+    ref_audio: str | None = None
+    ref_video: str | None = None
+    label: str = ""
+
+    @property
+    def video(self) -> str | None:
+        return self.pred_video if self.task == "a2v" else self.ref_video
+
+    @property
+    def audio(self) -> str | None:
+        return self.pred_audio if self.task == "v2a" else self.ref_audio
+
+
+class Metric(ABC):
+    """Streaming metric: ``update`` on batches, ``merge`` shards, ``compute`` once.
+
+    States are sums or concatenations, so shards combine exactly. ``update`` returns
+    the list of (clip_id, reason) it excluded so the runner can report them; it never
+    substitutes another clip.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    higher_is_better: ClassVar[bool]
+    tasks: ClassVar[tuple[str, ...]] = ("v2a", "a2v")
+
+    @abstractmethod
+    def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]: ...
+
+    @abstractmethod
+    def merge(self, other: "Metric") -> "Metric": ...
+
+    @abstractmethod
+    def compute(self) -> MetricValue: ...
+
+    def provenance(self) -> dict[str, Any]:
+        """Embedder, weights sha256, protocol options... written into results."""
+        return {"metric": self.name, "version": self.version}
+
+
+# --------------------------------------------------------------------------- embedders
+class Embedder(ABC):
+    """Maps media to embeddings, with provenance.
+
+    Attributes: name, version, rate (Hz for audio, fps for video), ``kind``
+    ("audio"/"video"/"text"), ``weights`` ("pretrained" or "proxy"), ``checkpoint_sha256``.
+    ``embed`` takes a batch already preprocessed to the embedder's rate and returns a
+    float32 Tensor [..., D]; the docstring of each subclass gives its exact shapes.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    kind: ClassVar[str] = "audio"
+    rate: ClassVar[float]
+    dim: ClassVar[int]
+    weights: str = "proxy"
+    checkpoint_sha256: str | None = None
+
+    @abstractmethod
+    def embed(self, batch: Any) -> Any: ...
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.weights != "pretrained"
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "embedder": self.name,
+            "embedder_version": self.version,
+            "weights": self.weights,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "rate": self.rate,
+        }

@@ -1,0 +1,114 @@
+"""Lazy registries of models, metrics, embedders and datasets.
+
+Entries are recorded as ``"module:attribute"`` strings, so listing names imports
+nothing heavy and a broken optional model cannot break ``foleybench list``. Unknown
+names raise :class:`UnknownNameError` with close matches ("did you mean").
+
+Model names follow timm's ``family.tag`` habit (``wavenet_video.tiny``); the reference
+baselines keep one plain name each and serve both tasks.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from foleybench.api import FoleybenchError
+
+
+class UnknownNameError(FoleybenchError, KeyError):
+    def __init__(self, kind: str, name: str, known: list[str]):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        msg = f"unknown {kind} {name!r}{hint} (`foleybench list {kind}s` shows all {len(known)})"
+        self.message = msg
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+@dataclass
+class Entry:
+    name: str
+    target: str  # "module:attribute"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def build(self, **kwargs: Any) -> Any:
+        return self.load()(**{**self.kwargs, **kwargs})
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, target: str, kwargs: dict | None = None, **meta: Any) -> None:
+        if name in self._entries and self._entries[name].target != target:
+            raise FoleybenchError(f"{self.kind} {name!r} registered twice")
+        self._entries[name] = Entry(name, target, dict(kwargs or {}), meta)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        return self.entry(name).build(**kwargs)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+MODELS = Registry("model")
+METRICS = Registry("metric")
+EMBEDDERS = Registry("embedder")
+DATASETS = Registry("dataset")
+
+_B = "foleybench.baselines"
+_M = "foleybench.metrics"
+
+# Reference baselines: one name, both tasks.
+for _name, _cls in [("oracle", "Oracle"), ("shuffled", "Shuffled"), ("silence", "Silence"),
+                    ("noise", "Noise")]:
+    MODELS.add(_name, f"{_B}.reference:{_cls}", tasks=("v2a", "a2v"), family="reference")
+
+# Metrics.
+METRICS.add("av_align", f"{_M}.av_align:AVAlign")
+METRICS.add("fd_melstat", f"{_M}.fd:FDMetric", {"embedder": "melstat"})
+
+# Embedders.
+EMBEDDERS.add("melstat", f"{_M}.embedders.melstat:MelStat")
+
+# Datasets.
+DATASETS.add("synthfoley", "foleybench.datasets.synthfoley:SynthFoley")
+DATASETS.add("vggsound", "foleybench.datasets.vggsound:VGGSound")
+DATASETS.add("folder", "foleybench.datasets.folder:FolderDataset")
+
+
+def plugin_modules() -> list[str]:
+    """Modules that register more entries when imported (model families, embedders)."""
+    return [f"{_B}.zoo", f"{_M}.zoo"]
+
+
+def load_plugins() -> None:
+    for mod in plugin_modules():
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise

@@ -1,0 +1,183 @@
+"""Registry of pretrained checkpoint files: where they come from and how to check them.
+
+One declarative record per checkpoint (timm's habit): file name, URL, sha256, licence,
+paper. Files live in the weights directory: ``--weights-dir`` (CLI), else the
+``FOLEYBENCH_WEIGHTS`` environment variable, else ``~/.cache/foleybench/weights``.
+Nothing is downloaded unless ``foleybench weights fetch NAME`` is run; a missing file is
+one clear error naming the file, its URL and that command.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from foleybench.api import FoleybenchError
+
+ENV_VAR = "FOLEYBENCH_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class WeightRecord:
+    name: str          # registry name, e.g. "vggish"
+    filename: str      # file name in the weights directory, as published upstream
+    url: str
+    sha256: str | None  # None: upstream publishes none; we record what we verified
+    license: str
+    paper: str
+    note: str = ""
+
+
+class MissingWeightsError(FoleybenchError, FileNotFoundError):
+    pass
+
+
+class ChecksumError(FoleybenchError, ValueError):
+    pass
+
+
+class StrictLoadError(FoleybenchError, ValueError):
+    pass
+
+
+WEIGHTS: dict[str, WeightRecord] = {}
+
+
+def register(record: WeightRecord) -> WeightRecord:
+    old = WEIGHTS.get(record.name)
+    if old is not None and old != record:
+        raise FoleybenchError(f"weights {record.name!r} registered twice with different records")
+    WEIGHTS[record.name] = record
+    return record
+
+
+def _load_records() -> None:
+    from foleybench.registry import load_plugins
+
+    load_plugins()
+
+
+def record(name: str) -> WeightRecord:
+    _load_records()
+    if name not in WEIGHTS:
+        from foleybench.registry import UnknownNameError
+
+        raise UnknownNameError("weight", name, sorted(WEIGHTS))
+    return WEIGHTS[name]
+
+
+_override: Path | None = None
+
+
+def set_weights_dir(path: str | os.PathLike | None) -> None:
+    global _override
+    _override = Path(path).expanduser() if path else None
+
+
+def weights_dir() -> Path:
+    if _override is not None:
+        return _override
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/foleybench/weights").expanduser()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve(name: str, checkpoint: str | os.PathLike | None = None, verify: bool = True) -> tuple[Path, str]:
+    """Path and sha256 of the checkpoint for ``name``.
+
+    ``checkpoint`` overrides the weights directory (a file the user names); it is
+    still hashed and, when the record has a sha256, verified against it.
+    """
+    rec = record(name)
+    path = Path(checkpoint).expanduser() if checkpoint else weights_dir() / rec.filename
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"weights for {name!r} not found: {path} is missing.\n"
+            f"  upstream file: {rec.filename}\n  url: {rec.url}\n"
+            f"  fetch it with: foleybench weights fetch {name}  "
+            f"(or put it in {weights_dir()} / set {ENV_VAR}, or pass --checkpoint)"
+        )
+    digest = sha256_file(path)
+    if verify and rec.sha256 and digest != rec.sha256:
+        raise ChecksumError(
+            f"{path}: sha256 {digest} does not match the registered {rec.sha256} for "
+            f"{name!r} ({rec.url}); the file is corrupt or a different release"
+        )
+    return path, digest
+
+
+def fetch(name: str, force: bool = False) -> Path:
+    """Download the checkpoint for ``name`` into the weights directory and verify it."""
+    rec = record(name)
+    dest = weights_dir() / rec.filename
+    if dest.is_file() and not force:
+        resolve(name)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{rec.filename}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(rec.url) as resp:
+            shutil.copyfileobj(resp, out, length=1 << 20)
+        digest = sha256_file(tmp)
+        if rec.sha256 and digest != rec.sha256:
+            raise ChecksumError(f"{rec.url}: downloaded sha256 {digest} != registered {rec.sha256}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def status() -> list[dict[str, Any]]:
+    """One row per registered checkpoint: present? verified?"""
+    _load_records()
+    rows = []
+    for name in sorted(WEIGHTS):
+        rec = WEIGHTS[name]
+        path = weights_dir() / rec.filename
+        state = "missing"
+        if path.is_file():
+            ok = rec.sha256 is None or sha256_file(path) == rec.sha256
+            state = "ok" if ok else "BAD SHA256"
+        rows.append({"name": name, "file": rec.filename, "state": state, "license": rec.license,
+                     "url": rec.url})
+    return rows
+
+
+def load_strict(module: Any, state_dict: Mapping[str, Any], source: str) -> None:
+    """Load ``state_dict`` into ``module`` requiring every key and every shape to match.
+
+    torch's ``strict=True`` already rejects missing/unexpected keys but raises on the
+    first shape mismatch with a terse message; this collects everything and names the
+    checkpoint file.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state_dict))
+              if tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:5]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:3]})")
+        raise StrictLoadError(f"{source}: checkpoint does not fit the network: " + "; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,1 @@
+"""Metrics (imported as ``foleybench.metrics``): functional math, streaming metrics, embedders."""
