@@ -207,14 +207,54 @@ class Metric(ABC):
         return {"metric": self.name, "version": self.version}
 
 
+@dataclass
+class ScoreContext:
+    """Run-wide settings every metric and embedder is built with.
+
+    device: "cpu", "cuda", "cuda:1"... ("auto" resolves to cuda when available);
+    proxy: allow seeded random-init evaluators when pretrained weights are absent
+    (scores are then labelled proxy); checkpoints: embedder name -> checkpoint file
+    overriding the weights directory; cache_dir: embedding cache (None disables it);
+    batch_size: clips per embedder call; amp: autocast on GPU (never on CPU, so CPU
+    results stay deterministic); seed: for proxy weights and any resampling;
+    clip_seconds: protocol clip length audio is truncated to (None: whole clip);
+    num_workers: DataLoader workers for decoding.
+    """
+
+    device: str = "cpu"
+    proxy: bool = False
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    cache_dir: str | None = None
+    batch_size: int = 8
+    amp: bool = True
+    seed: int = 0
+    clip_seconds: float | None = None
+    num_workers: int = 0
+    progress: bool = False
+
+
 # --------------------------------------------------------------------------- embedders
 class Embedder(ABC):
-    """Maps media to embeddings, with provenance.
+    """Maps media files to embeddings, with provenance.
 
-    Attributes: name, version, rate (Hz for audio, fps for video), ``kind``
-    ("audio"/"video"/"text"), ``weights`` ("pretrained" or "proxy"), ``checkpoint_sha256``.
-    ``embed`` takes a batch already preprocessed to the embedder's rate and returns a
-    float32 Tensor [..., D]; the docstring of each subclass gives its exact shapes.
+    The runner and the embedding cache use three methods, so every embedder (audio,
+    video, cross-modal) is driven the same way:
+
+    - ``load_input(path, ctx)``: decode and preprocess one file into the network's input
+      (numpy, CPU only; runs in DataLoader workers). Audio embedders: mono, DC removed,
+      torchaudio-resampled to ``rate``, truncated to ``ctx.clip_seconds`` (METRICS.md).
+      Raises :class:`InputError` naming the file on bad input.
+    - ``embed_inputs(inputs)``: a batch of ``load_input`` results -> one float32 array
+      ``[F, D]`` per input (F = 1 for clip-level embedders; F = frames for frame-level
+      ones such as VGGish, whose frames are the samples of the FD statistics).
+      Runs under ``torch.no_grad`` on ``self.device``, autocast only on GPU.
+    - ``preprocess_id()``: a string that changes whenever preprocessing changes
+      (rate, clip length, resampler, frame sampling); part of the cache key.
+
+    Classifiers (PANNs, PaSST, C3D) also offer ``logits_inputs(inputs)`` -> one float32
+    array ``[K]`` per input. Attributes: name, version, kind ("audio"/"video"/"cross"),
+    rate (Hz or fps), dim, ``weights`` ("pretrained" or "proxy"), ``checkpoint_sha256``
+    (of the file loaded; for proxy weights, of the seeded random state_dict).
     """
 
     name: ClassVar[str]
@@ -222,11 +262,19 @@ class Embedder(ABC):
     kind: ClassVar[str] = "audio"
     rate: ClassVar[float]
     dim: ClassVar[int]
+    frames_level: ClassVar[bool] = False
     weights: str = "proxy"
     checkpoint_sha256: str | None = None
+    device: str = "cpu"
 
     @abstractmethod
-    def embed(self, batch: Any) -> Any: ...
+    def load_input(self, path: str, ctx: "ScoreContext") -> Any: ...
+
+    @abstractmethod
+    def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def preprocess_id(self) -> str: ...
 
     @property
     def is_proxy(self) -> bool:
@@ -239,4 +287,5 @@ class Embedder(ABC):
             "weights": self.weights,
             "checkpoint_sha256": self.checkpoint_sha256,
             "rate": self.rate,
+            "preprocess": self.preprocess_id(),
         }

@@ -87,12 +87,23 @@ for _name, _cls in [("oracle", "Oracle"), ("shuffled", "Shuffled"), ("silence", 
                     ("noise", "Noise")]:
     MODELS.add(_name, f"{_B}.reference:{_cls}", tasks=("v2a", "a2v"), family="reference")
 
-# Metrics.
+# Metrics. Each is built as ``cls(ctx=ScoreContext, **kwargs)``.
 METRICS.add("av_align", f"{_M}.av_align:AVAlign")
-METRICS.add("fd_melstat", f"{_M}.fd:FDMetric", {"embedder": "melstat"})
+for _emb in ["melstat", "vggish", "panns", "clap", "encodec", "passt"]:
+    METRICS.add(f"fd_{_emb}", f"{_M}.fd:FDMetric", {"embedder": _emb}, modality="audio")
+METRICS.add("kl_panns", f"{_M}.kl:KLMetric", {"embedder": "panns"}, modality="audio")
+METRICS.add("kl_passt", f"{_M}.kl:KLMetric", {"embedder": "passt"}, modality="audio")
+METRICS.add("is_panns", f"{_M}.inception_score:InceptionScore", {"embedder": "panns"}, modality="audio")
+METRICS.add("fvd", f"{_M}.fvd:FVD", modality="video")
+METRICS.add("clipsim", f"{_M}.clipsim:CLIPSim", modality="video")
+METRICS.add("is_c3d", f"{_M}.inception_score:InceptionScore", {"embedder": "c3d"}, modality="video")
+METRICS.add("ib_score", f"{_M}.ib_score:IBScore", modality="cross")
 
-# Embedders.
-EMBEDDERS.add("melstat", f"{_M}.embedders.melstat:MelStat")
+# Embedders. Each module exposes ``build(mode="pretrained"|"proxy", checkpoint=None,
+# device="cpu", seed=0) -> Embedder``.
+for _emb in ["melstat", "vggish", "panns", "clap", "encodec", "passt", "i3d", "c3d", "clip",
+             "imagebind"]:
+    EMBEDDERS.add(_emb, f"{_M}.embedders.{_emb}:build")
 
 # Datasets.
 DATASETS.add("synthfoley", "foleybench.datasets.synthfoley:SynthFoley")
