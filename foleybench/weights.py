@@ -181,3 +181,36 @@ def load_strict(module: Any, state_dict: Mapping[str, Any], source: str) -> None
             parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:3]})")
         raise StrictLoadError(f"{source}: checkpoint does not fit the network: " + "; ".join(parts))
     module.load_state_dict(state_dict, strict=True)
+
+
+def state_dict_sha256(state_dict: Mapping[str, Any]) -> str:
+    """sha256 over a state_dict's names, dtypes, shapes and bytes (sorted by name).
+
+    Identifies proxy (seeded random-init) weights, which have no file: the same seed
+    and architecture give the same digest on every machine.
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key]
+        arr = t.detach().cpu().contiguous().numpy() if hasattr(t, "detach") else np.asarray(t)
+        h.update(f"{key}|{arr.dtype}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def seeded_init(module: Any, seed: int) -> Any:
+    """Re-initialise ``module`` deterministically: proxy weights for tests and the default.
+
+    Uses the module's own ``reset_parameters`` under a private torch generator seed so
+    the result does not depend on (or disturb) the global RNG state.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in module.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    return module
