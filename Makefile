@@ -1,0 +1,42 @@
+# foleybench: every target sets up .venv first when it is missing or stale
+# (pyproject.toml or requirements.lock newer than the last install).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCHES ?= synthfoley martel-wagner-table1 vggsound-v2a-mmaudio vggsound-a2v-tempotokens
+
+.PHONY: setup bench test lint perf train leaderboard drift clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+bench: setup ## the main job on the embedded default (synthfoley), then the drift check
+	$(BIN)/foleybench bench $(BENCHES)
+	$(BIN)/foleybench drift synthfoley --failures-only
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check foleybench metrics baselines benchmarks tests
+
+perf: setup ## speed benchmarks -> leaderboard/perf.md and leaderboard/perf.json
+	$(BIN)/python benchmarks/perf.py
+
+train: setup ## retrain the shipped tiny Martel & Wagner checkpoints
+	$(BIN)/python -m foleybench.train --all
+
+leaderboard: setup
+	$(BIN)/foleybench leaderboard
+
+drift: setup
+	$(BIN)/foleybench drift synthfoley
+
+clean:
+	rm -rf runs .pytest_cache

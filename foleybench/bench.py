@@ -1,0 +1,151 @@
+"""Benchmarks: a YAML spec per table, run end to end into results and a leaderboard.
+
+Spec (benchmarks/NAME.yaml)::
+
+    name: synthfoley
+    title: ...
+    dataset: {name: synthfoley, clips: 48, seed: 0, split: test}   # or {name: vggsound, root: DIR}
+    proxy: true            # allow seeded random-init evaluators (scores marked proxy)
+    clip_seconds: null     # protocol clip length audio is cut to (VGGSound V2A: 8.0)
+    tasks:
+      v2a: {models: [oracle, shuffled, silence, noise], metrics: [av_align, fd_melstat]}
+    published:             # optional: rows from papers, shown beside ours
+      v2a: [{model: X, source: "...", values: {fd_vggish: 0.79}}]
+
+Generated media and results go to ``runs/NAME/`` (resumable: finished clips are
+skipped), the leaderboard to ``leaderboard/NAME.md`` with a bar chart PNG.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foleybench.api import FoleybenchError, ScoreContext
+from foleybench.datasets.base import Manifest
+from foleybench.leaderboard import bar_chart, footer, render_table, rows_from_results
+from foleybench.registry import UnknownNameError
+from foleybench.results import read_json, write_json
+
+log = logging.getLogger("foleybench")
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "benchmarks"
+
+
+def list_benchmarks() -> list[str]:
+    return sorted(p.stem for p in BENCH_DIR.glob("*.yaml"))
+
+
+def load_spec(name: str) -> dict[str, Any]:
+    path = Path(name) if name.endswith(".yaml") else BENCH_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UnknownNameError("benchmark", name, list_benchmarks())
+    spec = yaml.safe_load(path.read_text())
+    spec.setdefault("name", path.stem)
+    spec["_path"] = str(path)
+    return spec
+
+
+def prepare_dataset(spec: dict[str, Any], runs: Path) -> Manifest:
+    ds = dict(spec["dataset"])
+    name = ds.pop("name")
+    split = ds.pop("split", None)
+    if name == "synthfoley":
+        from foleybench.datasets.synthfoley import SynthFoley
+
+        root = Path(ds.pop("root", runs / "data" / f"synthfoley-{ds.get('clips', 48)}-s{ds.get('seed', 0)}"))
+        sf = SynthFoley(root, n_clips=int(ds.get("clips", 48)), seed=int(ds.get("seed", 0)))
+        return sf.manifest(split)
+    if name == "vggsound":
+        from foleybench.runner import open_reference
+
+        if not ds.get("root"):
+            raise FoleybenchError(f"benchmark {spec['name']!r} needs the VGGSound clip folder: "
+                                  "set dataset.root or pass --data DIR")
+        return open_reference(ds["root"], "vggsound", split)
+    raise FoleybenchError(f"benchmark {spec['name']!r}: unknown dataset {name!r}")
+
+
+def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: str | Path = "leaderboard",
+                  device: str = "cpu", data: str | None = None, progress: bool = True,
+                  cache_dir: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    from foleybench.runner import generate, score
+
+    spec = load_spec(name)
+    if data:
+        spec["dataset"]["root"] = data
+    runs = Path(runs_dir) / spec["name"]
+    manifest = prepare_dataset(spec, Path(runs_dir)).limit(limit)
+    ctx = ScoreContext(device=device, proxy=bool(spec.get("proxy", False)),
+                       cache_dir=cache_dir or str(Path(runs_dir) / "cache"), progress=progress,
+                       clip_seconds=spec.get("clip_seconds"), seed=int(spec.get("seed", 0)))
+    out: dict[str, Any] = {}
+    for task, tspec in spec.get("tasks", {}).items():
+        for model in tspec["models"]:
+            pred = runs / task / model / "media"
+            gen = generate(task, model, manifest, pred, seed=ctx.seed, device=device, progress=progress)
+            doc = score(task, pred, manifest, tspec["metrics"], ctx,
+                        extra={"benchmark": spec["name"], "model": model, "generation": {
+                            k: gen[k] for k in ("params", "seed", "failures", "generated", "resumed")}})
+            write_json(runs / "results" / f"{task}__{model}.json", doc)
+            out[f"{task}/{model}"] = doc
+            log.info("%s %s %s", spec["name"], task, model)
+    render(spec, runs, Path(leaderboard_dir))
+    return out
+
+
+def collect(runs: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    docs: dict[str, list[dict[str, Any]]] = {}
+    for task, tspec in spec.get("tasks", {}).items():
+        for model in tspec["models"]:
+            p = runs / "results" / f"{task}__{model}.json"
+            if p.is_file():
+                docs.setdefault(task, []).append(read_json(p))
+    return docs
+
+
+def render(spec: dict[str, Any], runs: Path, out_dir: Path) -> Path:
+    """Write leaderboard/NAME.md (+ NAME-TASK.png) from runs/NAME/results."""
+    docs = collect(runs, spec)
+    title = spec.get("title", spec["name"])
+    parts = [f"# {title}", "", spec.get("description", "").strip(), ""]
+    for task, tspec in spec.get("tasks", {}).items():
+        tdocs = docs.get(task, [])
+        metrics = tspec["metrics"]
+        rows, higher = rows_from_results(tdocs, metrics)
+        for p in spec.get("published", {}).get(task, []):
+            for m, hib in p.get("higher_is_better", {}).items():
+                higher.setdefault(m, hib)
+        for m, hib in spec.get("higher_is_better", {}).items():
+            higher.setdefault(m, hib)
+        published = spec.get("published", {}).get(task, [])
+        label = {"v2a": "video → audio", "a2v": "audio → video"}.get(task, task)
+        parts += [f"## {label}", "", render_table(rows, metrics, higher, published), ""]
+        if published:
+            srcs = sorted({p["source"] for p in published if p.get("source")})
+            parts += [f"Published rows: {'; '.join(srcs)}.", ""]
+        png = bar_chart(rows, metrics, higher, f"{title}: {label}", out_dir / f"{spec['name']}-{task}.png")
+        if png:
+            parts += [f"![{label}]({png.name})", ""]
+        excluded = {d["model"]: d["pairing"].get("invalid_pred", {}) for d in tdocs if d["pairing"].get("invalid_pred")}
+        if excluded:
+            parts += ["Excluded clips: " + "; ".join(f"{m}: {len(v)}" for m, v in excluded.items()), ""]
+    flat = [d for v in docs.values() for d in v]
+    parts.append(footer(flat))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{spec['name']}.md"
+    path.write_text("\n".join(parts).rstrip() + "\n")
+    write_json(out_dir / f"{spec['name']}.json", summarise(docs))
+    return path
+
+
+def summarise(docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Flat ``task/model/metric -> value`` map: what the drift check compares."""
+    flat: dict[str, Any] = {}
+    for task, tdocs in docs.items():
+        for d in tdocs:
+            for m, res in d["metrics"].items():
+                flat[f"{task}/{d['model']}/{m}"] = res.get("value")
+    return {"values": flat, "fingerprints": sorted({d["dataset"]["fingerprint"] for v in docs.values() for d in v})}

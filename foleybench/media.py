@@ -1,0 +1,432 @@
+"""Decode, encode and resample media: the one place foleybench touches codecs.
+
+Arrays follow :mod:`foleybench.api`: video uint8 ``[T, H, W, 3]`` RGB at ``fps`` frames/s;
+audio float32 ``[C, N]`` in [-1, 1] at ``sample_rate`` Hz. Bad input raises
+:class:`~foleybench.api.InputError` naming the file. Silent audio is *not* an error here
+(the silence baseline writes it); callers report it with :func:`is_silent`.
+
+Container notes (measured on the realclips set):
+- AAC in mp4 carries 1024 priming samples hidden by an edit list, and stream-copied cuts
+  (VGGSound) carry whole pre-roll packets/frames flagged "discard"; PyAV/FFmpeg drop both,
+  so sample 0 / frame 0 are the edit list's t = 0. The trailing padding of the last AAC
+  packet is *not* dropped by FFmpeg: we trim to the last packet's declared end.
+- decord ignores such edit lists (it counts and seeks the hidden pre-roll frames, and its
+  indexing then disagrees with its own sequential decode), so files whose first decord
+  timestamp is < 0 are read with PyAV instead.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import soundfile as sf
+
+from .api import InputError
+
+RESAMPLER = "torchaudio.functional.resample(sinc_interp_hann, lowpass_filter_width=6, rolloff=0.99)"
+_SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+_AAC_SEEK_PREROLL_S = 0.1  # AAC frames overlap (MDCT): decode a little before start_s
+
+
+@dataclass
+class VideoClip:
+    """frames: uint8 [T, H, W, 3] RGB; fps: frames per second (the file's average)."""
+
+    frames: np.ndarray
+    fps: float
+    path: str | None = None
+
+
+@dataclass
+class AudioClip:
+    """samples: float32 [C, N] in [-1, 1]; sample_rate in Hz."""
+
+    samples: np.ndarray
+    sample_rate: int
+    path: str | None = None
+
+
+@dataclass
+class MediaInfo:
+    """What a file holds. ``n_frames`` counts frames a reader returns (edit list applied);
+    ``duration_s`` in seconds; fields of an absent stream are None."""
+
+    path: str
+    has_video: bool
+    has_audio: bool
+    fps: float | None
+    n_frames: int | None
+    width: int | None
+    height: int | None
+    duration_s: float | None
+    sample_rate: int | None
+    channels: int | None
+
+
+# ----------------------------------------------------------------------------- checks
+def check_audio(samples: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Validate float audio [C, N]: 2-D, non-empty, finite. Returns it as float32."""
+    a = np.asarray(samples)
+    if a.ndim != 2:
+        raise InputError(path, f"audio must be [C, N], got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(path, f"zero-length audio (shape {a.shape})")
+    if not np.all(np.isfinite(a)):
+        raise InputError(path, f"audio has {int(np.size(a) - np.isfinite(a).sum())} NaN/inf samples")
+    return a.astype(np.float32, copy=False)
+
+
+def check_video(frames: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Validate video uint8 [T, H, W, 3] with T, H, W > 0."""
+    f = np.asarray(frames)
+    if f.ndim != 4 or f.shape[-1] != 3:
+        raise InputError(path, f"video must be [T, H, W, 3], got shape {f.shape}")
+    if f.shape[0] == 0:
+        raise InputError(path, "video has no frames")
+    if f.shape[1] == 0 or f.shape[2] == 0:
+        raise InputError(path, f"video frames are empty (shape {f.shape})")
+    if f.dtype != np.uint8:
+        raise InputError(path, f"video frames must be uint8, got {f.dtype}")
+    return f
+
+
+def is_silent(samples: np.ndarray, eps: float = 1e-8) -> bool:
+    """True when every sample's magnitude is <= eps (an empty array counts as silent)."""
+    a = np.asarray(samples)
+    return a.size == 0 or float(np.max(np.abs(a))) <= eps
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "file not found")
+    if p.stat().st_size == 0:
+        raise InputError(p, "empty file (0 bytes)")
+    return p
+
+
+def _open(p: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(p))
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as e:
+        raise InputError(p, f"unreadable or corrupt container ({e})") from e
+
+
+# ----------------------------------------------------------------------------- probe
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Read stream headers (no decode; may demux video packets to count frames exactly)."""
+    p = _check_file(path)
+    if p.suffix.lower() in _SOUNDFILE_SUFFIXES:
+        try:
+            i = sf.info(str(p))
+            return MediaInfo(str(p), False, True, None, None, None, None,
+                             i.frames / i.samplerate, int(i.samplerate), int(i.channels))
+        except (sf.LibsndfileError, RuntimeError):
+            pass  # not what the suffix says: let FFmpeg try
+    with _open(p) as c:
+        vs = c.streams.video[0] if c.streams.video else None
+        as_ = c.streams.audio[0] if c.streams.audio else None
+        if vs is None and as_ is None:
+            raise InputError(p, "no audio or video stream")
+        duration = c.duration / 1e6 if c.duration else None
+        fps = n_frames = None
+        if vs is not None:
+            rate = vs.average_rate or vs.guessed_rate
+            fps = float(rate) if rate else None
+            n_frames = _count_frames(c, vs, fps)
+        return MediaInfo(
+            str(p), vs is not None, as_ is not None, fps, n_frames,
+            vs.codec_context.width if vs else None, vs.codec_context.height if vs else None,
+            duration, as_.codec_context.sample_rate if as_ else None,
+            as_.codec_context.channels if as_ else None)
+
+
+def _count_frames(c: av.container.InputContainer, vs: av.video.stream.VideoStream,
+                  fps: float | None) -> int | None:
+    # Header nb_frames counts pre-roll frames an edit list hides (306 vs 251 on a VGGSound
+    # cut); trust it only when it matches duration * fps, else count non-discard packets.
+    est = round(float(vs.duration * vs.time_base) * fps) if vs.duration and fps else None
+    if vs.frames and est is not None and abs(vs.frames - est) <= 1:
+        return int(vs.frames)
+    n = sum(1 for pk in c.demux(vs) if pk.size and not pk.is_discard)
+    return n or None
+
+
+# ----------------------------------------------------------------------------- video
+def read_video(path: str | os.PathLike, *, start_s: float = 0.0, duration_s: float | None = None,
+               max_frames: int | None = None, backend: str = "auto") -> VideoClip:
+    """Decode frames [start_s, start_s + duration_s) -> uint8 [T, H, W, 3] RGB.
+
+    Frame i is the one shown at t = i / fps; start index round(start_s * fps), count
+    round(duration_s * fps), capped by max_frames. Only the frames asked for are decoded
+    (plus those from the preceding keyframe). backend: "decord", "pyav" or "auto"
+    (decord, falling back to PyAV when decord is missing, fails, or mis-indexes the file).
+    """
+    if backend not in ("auto", "decord", "pyav"):
+        raise ValueError(f"backend must be auto, decord or pyav, not {backend!r}")
+    p = _check_file(path)
+    with _open(p) as c:  # validates the container and the stream before decord sees it
+        if not c.streams.video:
+            raise InputError(p, "no video stream")
+    if backend != "pyav":
+        try:
+            return _read_video_decord(p, start_s, duration_s, max_frames)
+        except InputError:
+            if backend == "decord":
+                raise
+        except Exception as e:  # decord raises its own DECORDError / RuntimeError types
+            if backend == "decord":
+                raise InputError(p, f"decord cannot read it ({e})") from e
+    return _read_video_pyav(p, start_s, duration_s, max_frames)
+
+
+def _span(fps: float, start_s: float, duration_s: float | None, max_frames: int | None) -> tuple[int, int | None]:
+    first = max(0, round(start_s * fps))
+    n = round(duration_s * fps) if duration_s is not None else None
+    if max_frames is not None:
+        n = max_frames if n is None else min(n, max_frames)
+    return first, n
+
+
+def _read_video_decord(p: Path, start_s: float, duration_s: float | None, max_frames: int | None) -> VideoClip:
+    import decord
+
+    vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+    if len(vr) == 0:
+        raise InputError(p, "video has no frames")
+    t0 = float(vr.get_frame_timestamp(0)[0])
+    if t0 < -1e-3:
+        raise InputError(p, f"decord mis-indexes this file (edit list hides frames before t=0, first at "
+                            f"{t0:.2f} s); use backend='pyav' or 'auto'")
+    fps = float(vr.get_avg_fps())
+    first, n = _span(fps, start_s, duration_s, max_frames)
+    stop = len(vr) if n is None else min(len(vr), first + n)
+    if first >= stop:
+        raise InputError(p, f"video has no frames in the requested span (start_s={start_s})")
+    frames = vr.get_batch(list(range(first, stop))).asnumpy()
+    return VideoClip(check_video(frames, p), fps, str(p))
+
+
+def _read_video_pyav(p: Path, start_s: float, duration_s: float | None, max_frames: int | None) -> VideoClip:
+    with _open(p) as c:
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = vs.average_rate or vs.guessed_rate
+        if not rate:
+            raise InputError(p, "video stream has no frame rate")
+        fps, tb = float(rate), vs.time_base
+        t_start = vs.start_time or 0
+        first, n = _span(fps, start_s, duration_s, max_frames)
+        out: list[np.ndarray] = []
+        try:
+            if first > 0:  # seek lands on the keyframe at or before the target
+                c.seek(t_start + int(first / fps / tb), stream=vs, backward=True)
+            for k, frame in enumerate(c.decode(vs)):
+                idx = round(float((frame.pts - t_start) * tb) * fps) if frame.pts is not None else k
+                if idx < first:
+                    continue
+                out.append(frame.to_ndarray(format="rgb24"))
+                if n is not None and len(out) >= n:
+                    break
+        except av.error.FFmpegError as e:
+            raise InputError(p, f"corrupt video stream ({e})") from e
+    if not out:
+        raise InputError(p, "video has no frames" if first == 0 else f"no frames at or after start_s={start_s}")
+    return VideoClip(check_video(np.stack(out), p), fps, str(p))
+
+
+# ----------------------------------------------------------------------------- audio
+def read_audio(path: str | os.PathLike, *, sample_rate: int | None = None, mono: bool = False,
+               start_s: float = 0.0, duration_s: float | None = None) -> AudioClip:
+    """Decode [start_s, start_s + duration_s) of the first audio track -> float32 [C, N].
+
+    wav/flac/ogg/aiff via soundfile; anything else (mp4, m4a, mkv...) via PyAV, demuxing
+    only the audio stream (video packets are skipped undecoded). Optional downmix to
+    mono ([1, N]) and resample to ``sample_rate`` with :func:`resample`.
+    """
+    p = _check_file(path)
+    if p.suffix.lower() in _SOUNDFILE_SUFFIXES:
+        samples, sr = _read_audio_soundfile(p, start_s, duration_s)
+    else:
+        samples, sr = _read_audio_pyav(p, start_s, duration_s)
+    samples = check_audio(samples, p)
+    if mono:
+        samples = to_mono(samples)
+    if sample_rate is not None and sample_rate != sr:
+        samples, sr = resample(samples, sr, sample_rate), int(sample_rate)
+    return AudioClip(samples, int(sr), str(p))
+
+
+def _read_audio_soundfile(p: Path, start_s: float, duration_s: float | None) -> tuple[np.ndarray, int]:
+    try:
+        with sf.SoundFile(str(p)) as f:
+            sr = f.samplerate
+            f.seek(min(max(0, round(start_s * sr)), f.frames))
+            n = -1 if duration_s is None else round(duration_s * sr)
+            data = f.read(frames=n, dtype="float32", always_2d=True)  # [N, C]
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise InputError(p, f"unreadable or corrupt audio file ({e})") from e
+    return data.T.copy(), int(sr)
+
+
+def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
+    """An audio frame as float32 [C, n], whatever its sample format."""
+    a = frame.to_ndarray()
+    ch = len(frame.layout.channels)
+    if not frame.format.is_planar:  # packed: [1, n * C] interleaved
+        a = a.reshape(-1, ch).T
+    if a.dtype == np.uint8:
+        return (a.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.float32) / float(-np.iinfo(a.dtype).min)
+    return a.astype(np.float32, copy=False)
+
+
+def _read_audio_pyav(p: Path, start_s: float, duration_s: float | None) -> tuple[np.ndarray, int]:
+    with _open(p) as c:
+        if not c.streams.audio:
+            raise InputError(p, "no audio track")
+        st = c.streams.audio[0]
+        sr, tb, t_start = st.codec_context.sample_rate, st.time_base, st.start_time or 0
+        first = max(0, round(start_s * sr))
+        stop = None if duration_s is None else first + round(duration_s * sr)
+        chunks: list[np.ndarray] = []
+        pos = end_declared = 0
+        finished = False
+        try:
+            if start_s > _AAC_SEEK_PREROLL_S:
+                c.seek(t_start + int((start_s - _AAC_SEEK_PREROLL_S) / tb), stream=st, backward=True)
+            for pk in c.demux(st):
+                if pk.pts is not None and pk.duration and not pk.is_discard:
+                    end_declared = max(end_declared, round(float((pk.pts + pk.duration - t_start) * tb) * sr))
+                for frame in pk.decode():
+                    if frame.pts is not None:
+                        pos = round(float((frame.pts - t_start) * tb) * sr)
+                    a = _frame_to_float(frame)
+                    lo, hi = max(first - pos, 0), a.shape[1] if stop is None else min(a.shape[1], stop - pos)
+                    if hi > lo:
+                        chunks.append(a[:, lo:hi])
+                    pos += a.shape[1]
+                    finished = stop is not None and pos >= stop
+                if finished:
+                    break
+        except av.error.FFmpegError as e:
+            raise InputError(p, f"corrupt audio stream ({e})") from e
+    samples = np.concatenate(chunks, axis=1) if chunks else np.zeros((st.codec_context.channels, 0), np.float32)
+    if not finished and end_declared > first:
+        # FFmpeg keeps the last AAC frame's padding; the packet's duration says where it ends.
+        samples = samples[:, : end_declared - first]
+    return samples, int(sr)
+
+
+# ----------------------------------------------------------------------------- DSP
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """[C, N] -> [1, N], the mean over channels."""
+    return np.asarray(samples, dtype=np.float32).mean(axis=0, keepdims=True)
+
+
+def remove_dc(samples: np.ndarray) -> np.ndarray:
+    """Subtract each channel's mean (over the last axis); same shape, float32."""
+    a = np.asarray(samples, dtype=np.float32)
+    return a - a.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+def resample(samples: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """[C, N] at orig_sr Hz -> [C, ~N * new_sr / orig_sr] with torchaudio's default
+    windowed-sinc resampler (see :data:`RESAMPLER`). Identity (a float32 copy) when equal."""
+    a = np.asarray(samples, dtype=np.float32)
+    if int(orig_sr) == int(new_sr):
+        return a.copy()
+    import torch
+    import torchaudio.functional as taf
+
+    return taf.resample(torch.from_numpy(np.ascontiguousarray(a)), int(orig_sr), int(new_sr)).numpy()
+
+
+def preprocess_audio(samples: np.ndarray, sample_rate: int, target_sr: int,
+                     clip_seconds: float | None = None) -> np.ndarray:
+    """METRICS.md default: mono (channel mean), remove DC, resample to target_sr, truncate
+    to clip_seconds (never pads; no loudness normalisation). [C, N] or [N] -> float32 [N']."""
+    a = np.asarray(samples, dtype=np.float32)
+    a = a[None] if a.ndim == 1 else a
+    x = resample(remove_dc(to_mono(a)), sample_rate, target_sr)[0]
+    if clip_seconds is not None:
+        x = x[: round(clip_seconds * target_sr)]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- writers
+@contextmanager
+def _atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success os.replace it into place."""
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """Write [C, N] or [N] float audio atomically. Integer subtypes clip to [-1, 1] first
+    (libsndfile would otherwise wrap around). The format follows the suffix (.wav, .flac)."""
+    a = np.asarray(samples, dtype=np.float32)
+    a = check_audio(a[None] if a.ndim == 1 else a, path)
+    if subtype.startswith("PCM"):
+        a = np.clip(a, -1.0, 1.0)
+    fmt = "FLAC" if Path(path).suffix.lower() == ".flac" else "WAV"
+    with _atomic_target(path) as tmp:
+        sf.write(str(tmp), a.T, int(sample_rate), subtype=subtype, format=fmt)
+    return Path(path)
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction,
+              audio: np.ndarray | None = None, sample_rate: int | None = None, crf: int = 18) -> Path:
+    """Encode uint8 [T, H, W, 3] RGB as H.264 yuv420p (libx264, crf) plus optional AAC audio
+    [C, N] float at sample_rate Hz, atomically. yuv420p needs even sizes: an odd width or
+    height is padded by one replicated edge column/row, so the file is up to 1 px larger.
+    fps is kept as an exact fraction (21.5 -> 43/2, 29.97002997 -> 30000/1001)."""
+    frames = check_video(frames, path)
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if audio is not None:
+        if sample_rate is None:
+            raise ValueError("sample_rate is required with audio")
+        audio = np.asarray(audio, dtype=np.float32)
+        audio = np.clip(check_audio(audio[None] if audio.ndim == 1 else audio, path), -1.0, 1.0)
+    _, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    with _atomic_target(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            vs = c.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+            vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            ast = None
+            if audio is not None:
+                ast = c.add_stream("aac", rate=int(sample_rate), layout={1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}c"))
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                vf.pts, vf.time_base = i, 1 / rate
+                c.mux(vs.encode(vf))
+            c.mux(vs.encode())
+            if ast is not None:
+                step = 1024  # AAC frame size
+                for s in range(0, audio.shape[1], step):
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, s:s + step]), format="fltp",
+                                                    layout=ast.layout)
+                    af.sample_rate, af.pts, af.time_base = int(sample_rate), s, Fraction(1, int(sample_rate))
+                    c.mux(ast.encode(af))
+                c.mux(ast.encode())
+    return Path(path)

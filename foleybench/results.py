@@ -1,0 +1,91 @@
+"""Results documents: provenance that makes every printed number traceable.
+
+Every results JSON carries the harness version and git commit (with a dirty flag), the
+library versions that change numbers (torch, torchaudio, numpy, librosa, opencv, av),
+the platform, and the time. Metric entries add their embedder, weights
+(``pretrained``/``proxy``) and checkpoint sha256 (see runner.score).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import foleybench
+
+SCHEMA = "foleybench.results/1"
+_LIBS = ["torch", "torchaudio", "torchvision", "numpy", "scipy", "librosa", "opencv-python-headless",
+         "av", "decord", "soundfile", "open_clip_torch", "encodec"]
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    here = Path(foleybench.__file__).resolve().parent.parent
+    info: dict[str, Any] = {"harness_version": foleybench.__version__, "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5)
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    libs = {}
+    for name in _LIBS:
+        try:
+            libs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libs[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "libraries": libs}
+
+
+def provenance_block() -> dict[str, Any]:
+    return {"schema": SCHEMA, "code": code_version(), "environment": environment(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_json(path: str | os.PathLike, doc: Any) -> Path:
+    """Atomic JSON write (temp file + rename): readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=False, default=_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,67 @@
+"""``melstat``: a weight-free log-mel statistics embedder (the harness's own).
+
+Not a paper metric: it needs no checkpoint, so ``fd_melstat`` works on a fresh machine
+and gives a deterministic, non-learned sanity distance next to the proxy-weight FDs.
+Each 0.25 s frame of 16 kHz audio -> the mean log-mel energy over its 64 bands
+(25 ms Hann window, 10 ms hop, 64 mel bands 50-8000 Hz, log(mel + 1e-6)); frames are
+the samples of the FD statistics (frames_level=True), D = 64.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torchaudio
+
+from foleybench import media
+from foleybench.api import Embedder, InputError, ScoreContext
+
+
+class MelStat(Embedder):
+    name = "melstat"
+    version = "1"
+    kind = "audio"
+    rate = 16000
+    dim = 64
+    frames_level = True
+    frame_s = 0.25
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.weights = "none"  # deterministic transform, no weights
+        self.checkpoint_sha256 = None
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=self.rate, n_fft=400, win_length=400, hop_length=160, f_min=50.0,
+            f_max=8000.0, n_mels=64, power=2.0)
+
+    @property
+    def is_proxy(self) -> bool:
+        return False
+
+    def preprocess_id(self) -> str:
+        return f"{self.rate}Hz|{media.RESAMPLER}|mono|dc|frame={self.frame_s}s"
+
+    def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
+        clip = media.read_audio(path)
+        wave = media.preprocess_audio(clip.samples, clip.sample_rate, self.rate, ctx.clip_seconds)
+        if wave.size < int(self.frame_s * self.rate):
+            raise InputError(path, f"audio shorter than one {self.frame_s} s frame")
+        return wave
+
+    def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        out = []
+        hop = int(self.frame_s * self.rate / 160)  # mel frames per embedding frame
+        with torch.inference_mode():
+            for wave in inputs:
+                logmel = torch.log(self.mel(torch.as_tensor(wave, dtype=torch.float32)) + 1e-6)  # [64, T]
+                n = logmel.shape[1] // hop
+                frames = logmel[:, : n * hop].reshape(64, n, hop).mean(dim=2).T  # [n, 64]
+                out.append(frames.numpy().astype(np.float32))
+        return out
+
+
+def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
+          **_: Any) -> MelStat:
+    """melstat has no weights: ``mode`` and ``seed`` do not change it."""
+    return MelStat(device="cpu")

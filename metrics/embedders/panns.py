@@ -1,0 +1,177 @@
+"""PANNs Cnn14_16k (Kong et al. 2020): 2048-d clip embedding and 527 AudioSet logits.
+
+Front end (part of the checkpoint, as in upstream's torchlibrosa layers): centred STFT
+with reflect padding, 512-point periodic Hann window, hop 160 at 16 kHz, power
+spectrogram, 64 Slaney mel bands 50-8000 Hz (librosa's filters), ``10 log10(max(x,
+1e-10))``. The STFT kernels and mel matrix are loaded from the checkpoint like every
+other tensor (proxy weights recompute them analytically).
+
+Outputs, as av-benchmark's Cnn14 (its ``"2048"`` and ``"logits"`` features):
+embedding = ``relu(fc1(h))`` (upstream's ``embedding`` in eval mode); logits =
+``fc_audioset(embedding)`` BEFORE the sigmoid. KL-PANNs (av-benchmark, ``kl_softmax``)
+and IS-PANNs apply a softmax to these logits; our KL/IS metrics do the same.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foleybench import weights as W
+from foleybench.metrics.embedders.audio_base import (AudioEmbedder, build_network, check_upstream,
+                                                      read_checkpoint)
+
+UPSTREAM_MD5 = "362fc5ff18f1d6ad2f6d464b45893f2c"  # published by Zenodo record 3987831
+
+RECORD = W.register(W.WeightRecord(
+    name="panns",
+    filename="Cnn14_16k_mAP=0.438.pth",
+    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
+    sha256=None,
+    license="MIT (qiuqiangkong/audioset_tagging_cnn); weights CC-BY-4.0 (Zenodo)",
+    paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks for Audio Pattern "
+          "Recognition, IEEE/ACM TASLP 2020",
+    note=(f"Zenodo publishes md5 {UPSTREAM_MD5}, not sha256; build() enforces the md5. A "
+          "third-party record gives sha256 eee61e89d4ef120bfe0e900f0fb9e4814a2597bbd1f3bf8e149868a7d508bc10, "
+          "not verified here. Tensors are the checkpoint's 'model' entry"),
+))
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 160
+N_MELS = 64
+F_MIN, F_MAX = 50.0, 8000.0
+AMIN = 1e-10
+N_CLASSES = 527
+
+
+class _STFT(nn.Module):
+    """DFT-by-convolution; names as torchlibrosa (``conv_real``/``conv_imag``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        n_bins = N_FFT // 2 + 1
+        self.conv_real = nn.Conv1d(1, n_bins, N_FFT, stride=HOP, bias=False)
+        self.conv_imag = nn.Conv1d(1, n_bins, N_FFT, stride=HOP, bias=False)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def fill(self) -> None:
+        """Windowed DFT kernels: ``w[n] cos(2 pi k n / N)`` and ``-w[n] sin(...)``."""
+        n = torch.arange(N_FFT, dtype=torch.float64)
+        k = torch.arange(N_FFT // 2 + 1, dtype=torch.float64)[:, None]
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / N_FFT)  # periodic Hann
+        angle = 2 * math.pi * k * n / N_FFT
+        with torch.no_grad():
+            self.conv_real.weight.copy_((torch.cos(angle) * window)[:, None, :])
+            self.conv_imag.weight.copy_((-torch.sin(angle) * window)[:, None, :])
+
+
+class _Spectrogram(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stft = _STFT()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` -> power spectrogram ``[B, 1, T, 257]``, T = N // 160 + 1."""
+        x = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")
+        re, im = self.stft.conv_real(x), self.stft.conv_imag(x)   # [B, 257, T]
+        return (re ** 2 + im ** 2).transpose(1, 2)[:, None]
+
+
+class _LogMel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.melW = nn.Parameter(torch.zeros(N_FFT // 2 + 1, N_MELS), requires_grad=False)
+
+    def fill(self) -> None:
+        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)
+        with torch.no_grad():
+            self.melW.copy_(torch.from_numpy(np.ascontiguousarray(mel.T)))
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, T, 257]`` power -> ``[B, 1, T, 64]`` dB (ref 1.0, no top_db clip)."""
+        return 10.0 * torch.log10(torch.clamp(spec @ self.melW, min=AMIN))
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.avg_pool2d(x, pool)
+
+
+class Cnn14(nn.Module):
+    """Cnn14 at 16 kHz; inference graph only (no SpecAugment, dropout is identity in eval).
+
+    forward: ``[B, N]`` samples -> (embedding ``[B, 2048]``, logits ``[B, 527]``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spectrogram_extractor = _Spectrogram()
+        self.logmel_extractor = _LogMel()
+        self.bn0 = nn.BatchNorm2d(N_MELS)
+        chans = (1, 64, 128, 256, 512, 1024, 2048)
+        for i in range(6):
+            setattr(self, f"conv_block{i + 1}", _ConvBlock(chans[i], chans[i + 1]))
+        self.fc1 = nn.Linear(2048, 2048)
+        self.fc_audioset = nn.Linear(2048, N_CLASSES)
+        self.fill_frontend()
+
+    def fill_frontend(self) -> None:
+        self.spectrogram_extractor.stft.fill()
+        self.logmel_extractor.fill()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.logmel_extractor(self.spectrogram_extractor(x))      # [B, 1, T, 64]
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)                # BN over mel bins
+        for i in range(6):
+            x = getattr(self, f"conv_block{i + 1}")(x, 2 if i < 5 else 1)
+        x = x.mean(dim=3)                                              # over mel -> [B, 2048, T']
+        x = x.max(dim=2).values + x.mean(dim=2)                        # over time
+        emb = F.relu(self.fc1(x))
+        return emb, self.fc_audioset(emb)
+
+
+class PANNs(AudioEmbedder):
+    name = "panns"
+    rate = SAMPLE_RATE
+    dim = 2048
+    frames_level = False
+    n_classes = N_CLASSES
+    # five 2x2 average pools need >= 32 STFT frames: (32 - 1) * 160 samples
+    min_seconds = 31 * HOP / SAMPLE_RATE
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0][:, None, :]           # [B, 1, 2048]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[1]                       # [B, 527], pre-sigmoid
+
+
+def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
+    if verify:
+        check_upstream(path, sha256, md5=UPSTREAM_MD5)
+    W.load_strict(net, read_checkpoint(path, key="model", trusted=verify), str(path))
+
+
+def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
+          seed: int = 0, verify: bool = True) -> PANNs:
+    """PANNs Cnn14_16k embedder; ``verify=False`` skips checksum checks (tests only)."""
+    net, weights, sha = build_network(
+        "panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify, load=_load,
+        after_init=lambda m: m.fill_frontend())  # type: ignore[operator]
+    return PANNs(net, weights=weights, checkpoint_sha256=sha, device=device)

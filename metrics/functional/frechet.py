@@ -1,0 +1,192 @@
+"""Frechet distance between Gaussians, in float64, via symmetric eigendecompositions.
+
+FD = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1^1/2 S_2 S_1^1/2)^1/2)
+
+The cross term is computed as the sum of square roots of the eigenvalues of the
+symmetric PSD matrix F S_2 F^T, where S_1 = F^T F and F = diag(sqrt(w)) V^T comes from
+``eigh(S_1) = V diag(w) V^T``. F S_2 F^T is orthogonally similar to S_1^1/2 S_2 S_1^1/2
+(S_1^1/2 = V^T-rotated F), so it has the same eigenvalues, and building it takes two
+matrix products instead of three. Both decompositions are symmetric (LAPACK syevd), so
+the result stays real where ``scipy.linalg.sqrtm(S_1 @ S_2)`` (a general Schur
+decomposition of a non-symmetric product) goes complex on singular covariances.
+
+:class:`FrechetReference` caches the factor of a fixed reference covariance, so scoring
+many generated sets against one reference (FD-infinity, per-model leaderboards) pays the
+eigendecomposition once.
+
+Shapes: mu ``[D]``, sigma ``[D, D]``, samples ``[N, D]``. Inputs may be numpy arrays or
+torch tensors (any device); everything is converted to float64 numpy.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ArrayLike = Any  # numpy array, torch tensor, or nested sequence
+
+
+def as_float64(x: ArrayLike) -> np.ndarray:
+    """Convert a numpy array or torch tensor (any device/dtype) to a float64 numpy array."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _check_gaussian(mu: ArrayLike, sigma: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    mu_a, sigma_a = as_float64(mu), as_float64(sigma)
+    if mu_a.ndim != 1:
+        raise ValueError(f"{name}: mean must be 1-D [D], got shape {mu_a.shape}")
+    d = mu_a.shape[0]
+    if sigma_a.shape != (d, d):
+        raise ValueError(f"{name}: covariance must be [D, D] = [{d}, {d}], got shape {sigma_a.shape}")
+    if not (np.isfinite(mu_a).all() and np.isfinite(sigma_a).all()):
+        raise ValueError(f"{name}: mean or covariance holds NaN or inf")
+    return mu_a, sigma_a
+
+
+def _sym(a: np.ndarray) -> np.ndarray:
+    # Covariances built from float sums are symmetric only up to rounding; LAPACK's
+    # symmetric drivers read one triangle, so symmetrise to make the result order-free.
+    return 0.5 * (a + a.T)
+
+
+class FrechetReference:
+    """A reference Gaussian (mu ``[D]``, sigma ``[D, D]``) with its square-root factor cached.
+
+    ``distance(mu, sigma)`` returns FD(reference, (mu, sigma)); the reference's
+    eigendecomposition is done once here, so each call costs two matrix products and one
+    eigenvalue-only decomposition.
+    """
+
+    def __init__(self, mu: ArrayLike, sigma: ArrayLike):
+        self.mu, sigma_a = _check_gaussian(mu, sigma, "reference")
+        self.sigma = _sym(sigma_a)
+        w, v = np.linalg.eigh(self.sigma)
+        # Tiny negative eigenvalues are rounding noise of a PSD matrix: clamp at 0.
+        w = np.clip(w, 0.0, None)
+        self.factor = np.sqrt(w)[:, None] * v.T  # F with sigma = F^T F, [D, D]
+        self.trace = float(np.trace(self.sigma))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    def trace_sqrt_product(self, sigma: ArrayLike) -> float:
+        """Tr((S_ref^1/2 S S_ref^1/2)^1/2) for a covariance ``sigma [D, D]``."""
+        s = as_float64(sigma)
+        m = _sym(self.factor @ s @ self.factor.T)
+        ev = np.linalg.eigvalsh(m)
+        return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+    def distance(self, mu: ArrayLike, sigma: ArrayLike) -> float:
+        """FD between the reference and N(mu, sigma); finite and >= 0."""
+        mu_a, sigma_a = _check_gaussian(mu, sigma, "second")
+        if mu_a.shape != self.mu.shape:
+            raise ValueError(f"dimension mismatch: reference D={self.dim}, second D={mu_a.shape[0]}")
+        sigma_a = _sym(sigma_a)
+        diff = self.mu - mu_a
+        fd = float(diff @ diff) + self.trace + float(np.trace(sigma_a)) - 2.0 * self.trace_sqrt_product(sigma_a)
+        # FD is a squared distance; a value a few ulps below 0 is rounding, not signal.
+        return max(fd, 0.0)
+
+
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), float64, eigh route.
+
+    mu ``[D]``, sigma ``[D, D]`` (numpy or torch). Raises ValueError on bad shapes or
+    non-finite input. Symmetric in its two Gaussians up to rounding.
+    """
+    mu2_a, sigma2_a = _check_gaussian(mu2, sigma2, "second")
+    ref = FrechetReference(mu1, sigma1)
+    if mu2_a.shape != ref.mu.shape:
+        raise ValueError(f"dimension mismatch: first D={ref.dim}, second D={mu2_a.shape[0]}")
+    return ref.distance(mu2_a, sigma2_a)
+
+
+def frechet_distance_scipy(
+    mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, eps: float = 1e-6
+) -> float:
+    """The classic pytorch-fid route: ``scipy.linalg.sqrtm(sigma1 @ sigma2)``.
+
+    For comparison and tests only. On failure (non-finite sqrtm) it retries with ``eps``
+    added to both diagonals; it raises ValueError when the result keeps a large imaginary
+    part, and otherwise drops the imaginary part, as pytorch-fid does.
+    """
+    from scipy import linalg
+
+    mu1_a, s1 = _check_gaussian(mu1, sigma1, "first")
+    mu2_a, s2 = _check_gaussian(mu2, sigma2, "second")
+    if mu1_a.shape != mu2_a.shape:
+        raise ValueError(f"dimension mismatch: {mu1_a.shape[0]} vs {mu2_a.shape[0]}")
+    diff = mu1_a - mu2_a
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(s1.shape[0]) * eps
+        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def gaussian_stats(x: ArrayLike, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[D]`` and covariance ``[D, D]`` (float64) of samples ``x [N, D]``.
+
+    ddof=1 is the unbiased N-1 normalisation (numpy.cov, pytorch-fid, fadtk); ddof=0
+    divides by N (StyleGAN-V FVD protocol).
+    """
+    a = as_float64(x)
+    if a.ndim != 2:
+        raise ValueError(f"samples must be [N, D], got shape {a.shape}")
+    if a.shape[0] <= ddof:
+        raise ValueError(f"need more than {ddof} samples for ddof={ddof}, got N={a.shape[0]}")
+    mu = a.mean(axis=0)
+    c = a - mu
+    return mu, _sym(c.T @ c / (a.shape[0] - ddof))
+
+
+def fd_infinity(
+    x_gen: ArrayLike,
+    mu_ref: ArrayLike,
+    sigma_ref: ArrayLike,
+    *,
+    n_points: int = 25,
+    min_n: int = 500,
+    seed: int = 0,
+) -> tuple[float, float, list[tuple[int, float]]]:
+    """FD-infinity: extrapolate FD(N) linearly in 1/N to 1/N = 0 (fadtk's ``score_inf``).
+
+    Convention, as in microsoft/fadtk: the sample sizes are
+    ``[int(n) for n in np.linspace(min_n, N, n_points)]`` (fadtk defaults: 25 steps,
+    min_n 500); for each, draw n rows of ``x_gen [N, D]`` uniformly *with replacement*,
+    take unbiased (N-1) statistics, score against the reference, then fit
+    ``FD = slope / n + intercept`` by least squares (np.polyfit degree 1). The intercept
+    is FD-infinity. fadtk draws with the global unseeded numpy RNG; here one
+    ``np.random.default_rng(seed)`` drives all draws, so results repeat per seed.
+
+    Returns (fd_inf, slope, points) with points = [(n, FD(n)), ...]. The reference's
+    eigendecomposition is cached across the n_points evaluations.
+    """
+    x = as_float64(x_gen)
+    if x.ndim != 2:
+        raise ValueError(f"x_gen must be [N, D], got shape {x.shape}")
+    n_total = x.shape[0]
+    if n_points < 2:
+        raise ValueError(f"n_points must be >= 2, got {n_points}")
+    if not 2 <= min_n <= n_total:
+        raise ValueError(f"need 2 <= min_n <= N; got min_n={min_n}, N={n_total}")
+    ref = FrechetReference(mu_ref, sigma_ref)
+    if ref.dim != x.shape[1]:
+        raise ValueError(f"dimension mismatch: reference D={ref.dim}, x_gen D={x.shape[1]}")
+    rng = np.random.default_rng(seed)
+    ns = [int(n) for n in np.linspace(min_n, n_total, n_points)]
+    points: list[tuple[int, float]] = []
+    for n in ns:
+        idx = rng.integers(0, n_total, size=n)
+        mu, sigma = gaussian_stats(x[idx])
+        points.append((n, ref.distance(mu, sigma)))
+    inv_n = 1.0 / np.array(ns, dtype=np.float64)
+    slope, intercept = np.polyfit(inv_n, np.array([p[1] for p in points]), 1)
+    return float(intercept), float(slope), points
