@@ -22,7 +22,7 @@ def fmt(v: float | None) -> str:
     a = abs(v)
     if a != 0 and (a >= 1e5 or a < 1e-3):
         return f"{v:.3e}"
-    return f"{v:.4g}" if a >= 1 else f"{v:.4f}"
+    return f"{v:#.4g}" if a >= 1 else f"{v:.4f}"
 
 
 def _best(values: list[float | None], higher: bool) -> float | None:
