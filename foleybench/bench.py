@@ -77,6 +77,15 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
     if data:
         spec["dataset"]["root"] = data
     runs = Path(runs_dir) / spec["name"]
+    if spec["dataset"]["name"] != "synthfoley" and not spec["dataset"].get("root"):
+        # Real-data tables cannot run without the clips: show the published rows alone,
+        # and say so, rather than fail the whole `make bench`.
+        log.warning("%s: no --data given for dataset %r; rendering published rows only",
+                    spec["name"], spec["dataset"]["name"])
+        spec["not_run"] = (f"Our rows were not run here: they need the {spec['dataset']['name']} clips "
+                           f"(`foleybench bench {spec['name']} --data DIR`).")
+        render(spec, runs, Path(leaderboard_dir))
+        return {}
     manifest = prepare_dataset(spec, Path(runs_dir)).limit(limit)
     ctx = ScoreContext(device=device, proxy=bool(spec.get("proxy", False)),
                        cache_dir=cache_dir or str(Path(runs_dir) / "cache"), progress=progress,
@@ -111,6 +120,8 @@ def render(spec: dict[str, Any], runs: Path, out_dir: Path) -> Path:
     docs = collect(runs, spec)
     title = spec.get("title", spec["name"])
     parts = [f"# {title}", "", spec.get("description", "").strip(), ""]
+    if spec.get("not_run"):
+        parts += [f"> {spec['not_run']}", ""]
     for task, tspec in spec.get("tasks", {}).items():
         tdocs = docs.get(task, [])
         metrics = tspec["metrics"]
