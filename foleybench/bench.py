@@ -124,7 +124,9 @@ def render(spec: dict[str, Any], runs: Path, out_dir: Path) -> Path:
         parts += [f"> {spec['not_run']}", ""]
     for task, tspec in spec.get("tasks", {}).items():
         tdocs = docs.get(task, [])
-        metrics = tspec["metrics"]
+        # Published columns we do not compute yet (e.g. PaSST) still show, with our cells dashed.
+        metrics = list(tspec["metrics"]) + sorted({m for p in spec.get("published", {}).get(task, [])
+                                                   for m in p["values"] if m not in tspec["metrics"]})
         rows, higher = rows_from_results(tdocs, metrics)
         for p in spec.get("published", {}).get(task, []):
             for m, hib in p.get("higher_is_better", {}).items():

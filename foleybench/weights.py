@@ -57,9 +57,19 @@ def register(record: WeightRecord) -> WeightRecord:
 
 
 def _load_records() -> None:
-    from foleybench.registry import load_plugins
+    """Import every embedder module: each declares its WeightRecords at import time."""
+    import importlib
+
+    from foleybench.registry import EMBEDDERS, load_plugins
 
     load_plugins()
+    for name in EMBEDDERS.names():
+        module = EMBEDDERS.entry(name).target.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a missing optional dependency must show, not vanish
+                raise
 
 
 def record(name: str) -> WeightRecord:

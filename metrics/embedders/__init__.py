@@ -19,7 +19,7 @@ _INSTANCES: dict[tuple, Embedder] = {}
 def get_embedder(name: str, ctx: ScoreContext, **opts: Any) -> Embedder:
     device = resolve_device(ctx.device)
     ckpt = ctx.checkpoints.get(name)
-    key = (name, device, ckpt, ctx.proxy, ctx.seed, tuple(sorted(opts.items())))
+    key = (name, device, ckpt, ctx.proxy, ctx.seed, ctx.amp, tuple(sorted(opts.items())))
     if key in _INSTANCES:
         return _INSTANCES[key]
     build = EMBEDDERS.entry(name).load()
@@ -31,6 +31,7 @@ def get_embedder(name: str, ctx: ScoreContext, **opts: Any) -> Embedder:
                 f"{exc}\n  or run with --proxy to use seeded random-init proxy evaluators "
                 "(scores labelled proxy; not comparable to published numbers)") from None
         emb = build(mode="proxy", checkpoint=None, device=device, seed=ctx.seed, **opts)
+    emb.amp = ctx.amp  # autocast applies on GPU only (foleybench.device.inference)
     _INSTANCES[key] = emb
     return emb
 
