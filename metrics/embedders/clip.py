@@ -1,0 +1,100 @@
+"""CLIP ViT-B/32 (OpenAI weights) through open_clip: image and text towers for CLIPSIM.
+
+Pretrained: OpenAI's ``ViT-B-32.pt`` (a TorchScript archive; its sha256 is the hash in
+the published URL) or an open_clip state_dict (``open_clip_pytorch_model.bin``). Its
+tensors load strictly into ``open_clip.create_model("ViT-B-32", force_quick_gelu=True)``
+after dropping the three integer fields OpenAI stores (input_resolution, context_length,
+vocab_size). Proxy: the same architecture, seeded random init.
+
+Frames: ``n_frames`` (default 8) spread uniformly over the clip (or ``ctx.clip_seconds``),
+each resized (short side 224, bicubic, antialiased, uint8 as open_clip's PIL path rounds),
+centre-cropped 224, CLIP mean/std. ``embed_inputs`` -> ``[F, 512]`` L2-normalised image
+embeddings (one row per frame); ``embed_text`` -> ``[N, 512]`` L2-normalised.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from foleybench.api import InputError, ScoreContext
+from foleybench.metrics.embedders.video_base import (
+    VideoEmbedder, build_seeded, load_state_dict_file, read_frames)
+from foleybench.metrics.functional import video_preprocess as vp
+from foleybench.weights import WeightRecord, load_strict, register, resolve
+
+_OPENAI_SHA = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+register(WeightRecord(
+    name="clip", filename="ViT-B-32.pt",
+    url=f"https://openaipublic.azureedge.net/clip/models/{_OPENAI_SHA}/ViT-B-32.pt", sha256=_OPENAI_SHA,
+    license="MIT (OpenAI CLIP)", paper="Radford et al. 2021 (CLIP)",
+    note="sha256 as published in the URL path; open_clip's create_model(..., pretrained='openai') "
+         "downloads the same file"))
+
+_OPENAI_INT_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def _make_model() -> torch.nn.Module:
+    import open_clip
+
+    # OpenAI trained with QuickGELU; open_clip sets it for pretrained="openai" and so do we.
+    return open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
+
+
+class CLIPEmbedder(VideoEmbedder):
+    name = "clip"
+    version = "1"
+    kind = "cross"
+    rate = 0.0  # frames sampled by count, not by rate
+    dim = 512
+    frames_level = True
+
+    def __init__(self, net: torch.nn.Module, *, weights: str, sha256: str, device: str = "cpu",
+                 n_frames: int = 8, amp: bool = True):
+        import open_clip
+
+        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
+        self.device, self.n_frames, self.amp = device, n_frames, amp
+        self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
+
+    def preprocess_id(self) -> str:
+        return (f"clip|{self.n_frames} frames uniform over clip|short224:{vp.RESIZE_METHODS['bicubic_aa_uint8']}"
+                f"|centercrop224|clip-mean-std")
+
+    def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
+        """-> float32 ``[F, 3, 224, 224]`` normalised frames (F = n_frames, fewer if the clip is shorter)."""
+        clip = read_frames(path, duration_s=ctx.clip_seconds)
+        idx = vp.sample_uniform(len(clip.frames), self.n_frames)
+        x = vp.frames_to_tensor(clip.frames[idx])
+        x = vp.center_crop(vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8"), 224)
+        return vp.normalize(x, vp.CLIP_MEAN, vp.CLIP_STD).numpy()
+
+    def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Per clip ``[F, 512]`` L2-normalised image embeddings (one per sampled frame)."""
+        sizes = [len(x) for x in inputs]
+        flat = np.concatenate([np.asarray(x) for x in inputs])
+        y = self._run(lambda x: torch.nn.functional.normalize(self.net.encode_image(x[0]).float(), dim=-1), [flat])
+        return [a.numpy() for a in torch.split(y, sizes)]
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """``[N, 512]`` L2-normalised text embeddings (open_clip's tokenizer, 77 tokens)."""
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise InputError("text", "empty or non-string prompt")
+        tokens = self.tokenizer(list(texts)).numpy()
+        y = self._run(lambda t: torch.nn.functional.normalize(self.net.encode_text(t[0]).float(), dim=-1), [tokens])
+        return y.numpy()
+
+
+def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
+          **opts: Any) -> CLIPEmbedder:
+    if mode == "proxy":
+        net, sha = build_seeded(_make_model, seed)
+        return CLIPEmbedder(net, weights="proxy", sha256=sha, device=device, **opts)
+    if mode != "pretrained":
+        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
+    path, sha = resolve("clip", checkpoint)
+    sd = {k: v for k, v in load_state_dict_file(path).items() if k not in _OPENAI_INT_KEYS}
+    net = _make_model()
+    load_strict(net, sd, str(path))
+    return CLIPEmbedder(net, weights="pretrained", sha256=sha, device=device, **opts)

@@ -1,0 +1,171 @@
+"""ImageBind-huge embedder for the ImageBind score (video side vs audio side).
+
+Video side (av-benchmark, extract_video.py + data/video_dataset.py, 050a5cd): frames an
+FFmpeg ``fps=0.5`` filter keeps over the clip length D (``int(0.5 D)`` frames, D =
+``ctx.clip_seconds`` or the file's length), short side resized to 224 (bicubic,
+antialiased, on uint8), ``ToDtype(scale) + Normalize(CLIP mean/std)``, 3 spatial crops
+(start/centre/end of the long side), every consecutive frame pair as a 2-frame clip:
+S = 3 (T - 1) clips, embeddings L2-normalised and averaged. A clip with one frame (D < 4 s)
+uses that frame repeated (ImageBind's own image path); a clip shorter than D is an error.
+
+Audio side (ImageBind data.py via av-benchmark): 16 kHz; three 2 s clips evenly spaced
+over the audio (pytorchvideo ConstantClipsPerVideoSampler, Fraction arithmetic); each
+clip mean-removed, kaldi fbank (128 bins, 25 ms hanning / 10 ms, htk_compat, no
+energy, no dither), padded/cut to 204 frames, (x + 4.268) / 9.138. Difference, recorded:
+we read audio through the harness default (channel mean, DC removed, torchaudio
+resampler, truncated to ``ctx.clip_seconds``) where ImageBind keeps the file's first
+channel (kaldi fbank reads channel 0).
+
+``load_input``/``embed_inputs`` are the video side; ``load_audio``/``embed_audio`` the audio side.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from foleybench import media
+from foleybench.api import InputError, ScoreContext
+from foleybench.metrics.embedders.imagebind_net import CONFIGS, ImageBindAV, split_checkpoint
+from foleybench.metrics.embedders.video_base import VideoEmbedder, build_seeded, read_frames
+from foleybench.metrics.functional import video_preprocess as vp
+from foleybench.weights import WeightRecord, load_strict, register, resolve
+
+register(WeightRecord(
+    name="imagebind", filename="imagebind_huge.pth",
+    url="https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth", sha256=None,
+    license="CC-BY-NC-4.0", paper="Girdhar et al. 2023 (ImageBind)",
+    note="no published sha256; our network keeps the vision and audio towers and drops the "
+         "text/depth/thermal/imu entries of the file (counted in provenance)"))
+
+AUDIO_RATE = 16000
+VIDEO_FPS = 0.5
+FBANK_MEAN, FBANK_STD, TARGET_FRAMES, MEL_BINS = -4.268, 9.138, 204, 128
+CLIP_S, N_CLIPS = 2, 3
+
+
+def audio_clip_bounds(n_samples: int, sr: int = AUDIO_RATE, clip_s: int = CLIP_S, n_clips: int = N_CLIPS) -> list[tuple[int, int]]:
+    """Sample spans of ``n_clips`` clips of ``clip_s`` s spread evenly over ``n_samples``:
+    start_k = k * max(D - clip_s, 0) / (n_clips - 1), exact fractions, ``int()`` to samples."""
+    dur = Fraction(n_samples, sr)
+    step = max(dur - clip_s, 0) / max(n_clips - 1, 1)
+    return [(int(k * step * sr), int((k * step + clip_s) * sr)) for k in range(n_clips)]
+
+
+def fbank_clip(wave: torch.Tensor, sr: int = AUDIO_RATE) -> torch.Tensor:
+    """float ``[N]`` samples -> normalised log-mel ``[1, 128, 204]`` (ImageBind waveform2melspec)."""
+    import torchaudio
+
+    w = (wave - wave.mean()).unsqueeze(0)
+    fb = torchaudio.compliance.kaldi.fbank(w, htk_compat=True, sample_frequency=sr, use_energy=False,
+                                           window_type="hanning", num_mel_bins=MEL_BINS, dither=0.0,
+                                           frame_length=25, frame_shift=10).T  # [128, frames]
+    p = TARGET_FRAMES - fb.shape[1]
+    fb = torch.nn.functional.pad(fb, (0, p)) if p > 0 else fb[:, :TARGET_FRAMES]
+    return ((fb - FBANK_MEAN) / FBANK_STD).unsqueeze(0)
+
+
+def video_clips(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` (already sampled at 0.5 fps) -> float ``[3 max(T-1, 1), 3, 2, 224, 224]``."""
+    x = vp.frames_to_tensor(frames)
+    x = vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8")
+    x = vp.normalize(x, vp.CLIP_MEAN, vp.CLIP_STD)  # [T, 3, H, W]
+    if len(x) == 1:
+        x = x.repeat(2, 1, 1, 1)
+    clips = [c[i:i + 2].transpose(0, 1) for c in vp.three_crops(x, 224) for i in range(len(x) - 1)]
+    return torch.stack(clips)
+
+
+class ImageBind(VideoEmbedder):
+    name = "imagebind"
+    version = "1"
+    kind = "cross"
+    rate = AUDIO_RATE
+    dim = 1024
+
+    def __init__(self, net: ImageBindAV, *, weights: str, sha256: str, device: str = "cpu", amp: bool = True,
+                 proxy_config: str | None = None, dropped: dict[str, int] | None = None):
+        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
+        self.device, self.amp, self.proxy_config = device, amp, proxy_config
+        self.dropped = dict(dropped or {})
+        self.dim = net.cfg.out_dim  # type: ignore[misc]
+
+    def preprocess_id(self) -> str:
+        return (f"imagebind|video:{VIDEO_FPS}fps ffmpeg-fps-filter over clip,short224:"
+                f"{vp.RESIZE_METHODS['bicubic_aa_uint8']},clip-mean-std,3 crops,frame pairs"
+                f"|audio:{AUDIO_RATE}Hz {media.RESAMPLER} mono dc,{N_CLIPS}x{CLIP_S}s,kaldi fbank{MEL_BINS}x"
+                f"{TARGET_FRAMES},({FBANK_MEAN},{FBANK_STD})")
+
+    def provenance(self) -> dict[str, Any]:
+        p = super().provenance()
+        p["dropped_checkpoint_keys"] = self.dropped
+        return p
+
+    # ---------------------------------------------------------------- video side
+    def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
+        """-> float32 ``[S, 3, 2, 224, 224]`` clips of one video (see module docstring)."""
+        clip = read_frames(path, duration_s=ctx.clip_seconds)
+        n, fps = len(clip.frames), clip.fps
+        dur = ctx.clip_seconds if ctx.clip_seconds is not None else n / fps
+        if n / fps < dur - 1.0 / fps:
+            raise InputError(path, f"video is {n / fps:.2f} s, shorter than the {dur} s clip length")
+        idx = vp.sample_at_rate(n, fps, VIDEO_FPS, dur)
+        if len(idx) == 0:
+            raise InputError(path, f"video shorter than one frame at {VIDEO_FPS} fps ({dur:.2f} s)")
+        return video_clips(clip.frames[idx]).numpy()
+
+    def _apply(self, fn: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        res: list[np.ndarray | None] = [None] * len(inputs)
+        groups: dict[tuple, list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(tuple(np.shape(x)), []).append(i)
+        for idx in groups.values():
+            y = self._run(fn, [inputs[i] for i in idx])
+            for j, i in enumerate(idx):
+                res[i] = y[j:j + 1].numpy().astype(np.float32)
+        return res  # type: ignore[return-value]
+
+    def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Video embeddings, ``[1, dim]`` per clip (mean of unit vectors; not unit itself)."""
+        return self._apply(self.net.embed_vision, inputs)
+
+    embed_video = embed_inputs
+
+    def load_video(self, path: str, ctx: ScoreContext) -> np.ndarray:
+        return self.load_input(path, ctx)
+
+    # ---------------------------------------------------------------- audio side
+    def load_audio(self, path: str, ctx: ScoreContext) -> np.ndarray:
+        """-> float32 ``[3, 1, 128, 204]`` normalised fbanks of one audio file."""
+        a = media.read_audio(path)
+        wave = media.preprocess_audio(a.samples, a.sample_rate, AUDIO_RATE, ctx.clip_seconds)
+        if wave.size < 400:  # one 25 ms fbank frame
+            raise InputError(path, f"audio too short for ImageBind ({wave.size} samples at {AUDIO_RATE} Hz)")
+        w = torch.from_numpy(wave)
+        return torch.stack([fbank_clip(w[s:e]) for s, e in audio_clip_bounds(len(w))]).numpy()
+
+    def embed_audio(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Audio embeddings, ``[1, dim]`` per file (mean of 20 x unit vectors)."""
+        return self._apply(self.net.embed_audio, inputs)
+
+
+def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
+          proxy_config: str = "small", **opts: Any) -> ImageBind:
+    """mode "pretrained": imagebind_huge.pth, vision+audio loaded strictly; mode "proxy":
+    seeded random init of ``CONFIGS[proxy_config]`` ("small" by default; "huge" possible)."""
+    if mode == "proxy":
+        if proxy_config not in CONFIGS:
+            raise ValueError(f"proxy_config must be one of {sorted(CONFIGS)}")
+        net, sha = build_seeded(lambda: ImageBindAV(CONFIGS[proxy_config]), seed)
+        return ImageBind(net, weights="proxy", sha256=sha, device=device, proxy_config=proxy_config, **opts)
+    if mode != "pretrained":
+        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
+    path, sha = resolve("imagebind", checkpoint)
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    kept, dropped = split_checkpoint(sd)
+    del sd
+    net = ImageBindAV(CONFIGS["huge"])
+    load_strict(net, kept, str(path))
+    return ImageBind(net, weights="pretrained", sha256=sha, device=device, dropped=dropped, **opts)
