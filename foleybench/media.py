@@ -417,7 +417,10 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction
             if audio is not None:
                 ast = c.add_stream("aac", rate=int(sample_rate), layout={1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}c"))
             for i, f in enumerate(frames):
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                # Convert to yuv420p ourselves: letting the encoder reformat implicitly gave
+                # different H.264 bytes from run to run (same frames), which broke content
+                # hashes and the dataset fingerprint; the explicit reformat is reproducible.
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
                 vf.pts, vf.time_base = i, 1 / rate
                 c.mux(vs.encode(vf))
             c.mux(vs.encode())
