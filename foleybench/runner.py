@@ -33,12 +33,12 @@ def clip_seed(run_seed: int, clip_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{run_seed}:{clip_id}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def _progress(it: Iterable, total: int, desc: str, on: bool) -> Iterable:
+def _progress(it: Iterable, total: int, desc: str, on: bool, unit: str = "batch") -> Iterable:
     if not on:
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=total, desc=desc, unit="clip")
+    return tqdm(it, total=total, desc=desc, unit=unit)
 
 
 def build_model(name: str, task: str, dataset: Manifest, seed: int, device: str) -> Any:
