@@ -57,8 +57,9 @@ class FDMetric(Metric):
         self.gen_rows: list[np.ndarray] = []
         self.ref_rows: list[np.ndarray] = []
         self.ids: list[str] = []
-        # Bootstrapping recomputes an eigendecomposition per draw: keep it cheap at high d.
-        self.n_boot = n_boot if n_boot is not None else (200 if self.dim <= 256 else 30)
+        # Each bootstrap draw is a D x D eigendecomposition: at D = 2048 (PANNs) that is
+        # seconds per draw, so intervals are on by default only up to D = 256.
+        self.n_boot = n_boot if n_boot is not None else (200 if self.dim <= 256 else 0)
         self.fd_inf = fd_inf
 
     def _paths(self, pairs: Sequence[ClipPair]) -> tuple[list[str], list[str]]:
@@ -103,7 +104,8 @@ class FDMetric(Metric):
         mu_r, s_r = self.ref_state.stats(ddof=1)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
         ci = _boot_fd(self.gen_rows, self.ref_rows, self.n_boot, self.ctx.seed) if n >= 2 and self.n_boot else None
-        extras["bootstrap"] = {"n_boot": self.n_boot, "unit": "clips", "seed": self.ctx.seed}
+        extras["bootstrap"] = ({"n_boot": self.n_boot, "unit": "clips", "seed": self.ctx.seed} if self.n_boot
+                               else f"off by default for D = {self.dim} > 256 (n_boot=...)")
         if self.fd_inf:
             fd_inf, slope, _ = fd_infinity(np.concatenate(self.gen_rows), mu_r, s_r, seed=self.ctx.seed)
             extras["fd_inf"] = fd_inf

@@ -12,9 +12,10 @@ Preprocessing "as TGANv2" (tgan2/models/c3d/c3d_ucf101.py, f892bc4): frames in [
 are mapped RGB->BGR and x128, the *whole frame* is resized to 112x112 (chainer
 resize_images, bilinear with aligned corners), then ``128 - mean[:, :, 8:120, 8:120]`` is
 added (the per-pixel Sports-1M/UCF mean, BGR 0..255). Net effect: BGR pixel x (128/127.5)
-minus the mean crop. Note: METRICS.md's "resize to 128, centre crop 112" is the original
-C3D Caffe protocol; TGANv2's code resizes straight to 112, which ``spatial="tgan2"``
-(default) follows; ``spatial="c3d"`` gives the short-side-128 + centre-crop-112 variant.
+minus the mean crop. METRICS.md (the project's spec) asks for "resize to 128, centre crop
+112", the original C3D Caffe protocol: that is the default, ``spatial="c3d"``. TGANv2's
+own code resizes straight to 112; ``spatial="tgan2"`` is that variant. The two disagree
+(docs/PROTOCOL.md); the TorchScript route keeps the port's own preprocessing either way.
 Pooling uses ``ceil_mode=True`` because chainer's max_pooling_nd defaults to
 cover_all=True (that is why fc6 takes 512x4x4).
 """
@@ -92,7 +93,7 @@ class C3DEmbedder(VideoEmbedder):
     dim = 4096
 
     def __init__(self, net: Any, *, weights: str, sha256: str, device: str = "cpu", scripted: bool = False,
-                 spatial: str = "tgan2", start_s: float = 0.0, amp: bool = True, proxy_config: str | None = None):
+                 spatial: str = "c3d", start_s: float = 0.0, amp: bool = True, proxy_config: str | None = None):
         if spatial not in ("tgan2", "c3d"):
             raise ValueError(f"spatial must be 'tgan2' or 'c3d', not {spatial!r}")
         self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
