@@ -107,9 +107,11 @@ class FDMetric(Metric):
         extras["bootstrap"] = ({"n_boot": self.n_boot, "unit": "clips", "seed": self.ctx.seed} if self.n_boot
                                else f"off by default for D = {self.dim} > 256 (n_boot=...)")
         if self.fd_inf:
-            fd_inf, slope, _ = fd_infinity(np.concatenate(self.gen_rows), mu_r, s_r, seed=self.ctx.seed)
-            extras["fd_inf"] = fd_inf
-            extras["fd_inf_slope"] = slope
+            rows = np.concatenate(self.gen_rows)
+            # fadtk starts the 1/N fit at 500 samples; small sets start at a quarter of N.
+            min_n = min(500, max(2, len(rows) // 4))
+            fd_inf, slope, _ = fd_infinity(rows, mu_r, s_r, min_n=min_n, seed=self.ctx.seed)
+            extras.update({"fd_inf": fd_inf, "fd_inf_slope": slope, "fd_inf_min_n": min_n})
         return MetricValue(float(value), n, ci, extras)
 
     def provenance(self) -> dict[str, Any]:

@@ -1,18 +1,23 @@
-"""Frechet distance between Gaussians, in float64, via symmetric eigendecompositions.
+"""Frechet distance between Gaussians, in float64, via symmetric decompositions.
 
 FD = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1^1/2 S_2 S_1^1/2)^1/2)
 
-The cross term is computed as the sum of square roots of the eigenvalues of the
-symmetric PSD matrix F S_2 F^T, where S_1 = F^T F and F = diag(sqrt(w)) V^T comes from
-``eigh(S_1) = V diag(w) V^T``. F S_2 F^T is orthogonally similar to S_1^1/2 S_2 S_1^1/2
-(S_1^1/2 = V^T-rotated F), so it has the same eigenvalues, and building it takes two
-matrix products instead of three. Both decompositions are symmetric (LAPACK syevd), so
-the result stays real where ``scipy.linalg.sqrtm(S_1 @ S_2)`` (a general Schur
-decomposition of a non-symmetric product) goes complex on singular covariances.
+The cross term is the sum of square roots of the eigenvalues (``eigvalsh``, clamped at
+0) of the symmetric PSD matrix F S_2 F^T, where F is any factor with S_1 = F^T F:
 
-:class:`FrechetReference` caches the factor of a fixed reference covariance, so scoring
-many generated sets against one reference (FD-infinity, per-model leaderboards) pays the
-eigendecomposition once.
+- ``"eigh"``: F = diag(sqrt(w)) V^T from ``eigh(S_1) = V diag(w) V^T`` (w clamped at 0);
+  F S_2 F^T = V^T (S_1^1/2 S_2 S_1^1/2) V, the METRICS.md formula up to a rotation.
+- ``"cholesky"``: F = L^T from S_1 = L L^T. For PD S_1, L = S_1^1/2 Q with Q orthogonal,
+  so F S_2 F^T = Q^T (S_1^1/2 S_2 S_1^1/2) Q: same eigenvalues, but the factorisation
+  costs d^3/3 flops instead of a full eigendecomposition (~9x faster at d = 2048).
+- ``"auto"`` (default): Cholesky when S_1 is numerically positive definite, else eigh
+  (rank-deficient covariances, e.g. N <= D, where Cholesky breaks down).
+
+Every step is a symmetric decomposition, so the result stays real where
+``scipy.linalg.sqrtm(S_1 @ S_2)`` (a Schur decomposition of a non-symmetric product) goes
+complex on singular covariances. :class:`FrechetReference` caches the factor of a fixed
+reference covariance, so scoring many sets against one reference (FD-infinity,
+leaderboards) pays the factorisation once.
 
 Shapes: mu ``[D]``, sigma ``[D, D]``, samples ``[N, D]``. Inputs may be numpy arrays or
 torch tensors (any device); everything is converted to float64 numpy.
@@ -55,18 +60,30 @@ class FrechetReference:
     """A reference Gaussian (mu ``[D]``, sigma ``[D, D]``) with its square-root factor cached.
 
     ``distance(mu, sigma)`` returns FD(reference, (mu, sigma)); the reference's
-    eigendecomposition is done once here, so each call costs two matrix products and one
-    eigenvalue-only decomposition.
+    factorisation (``factorization``: "auto", "cholesky" or "eigh", see the module
+    docstring) is done once here, so each call costs two matrix products and one
+    eigenvalue-only decomposition. ``self.factorization`` records the one used.
     """
 
-    def __init__(self, mu: ArrayLike, sigma: ArrayLike):
+    def __init__(self, mu: ArrayLike, sigma: ArrayLike, factorization: str = "auto"):
+        if factorization not in ("auto", "cholesky", "eigh"):
+            raise ValueError(f"factorization must be auto, cholesky or eigh, not {factorization!r}")
         self.mu, sigma_a = _check_gaussian(mu, sigma, "reference")
         self.sigma = _sym(sigma_a)
+        self.trace = float(np.trace(self.sigma))
+        self.factor: np.ndarray  # F with sigma = F^T F, [D, D]
+        if factorization != "eigh":
+            try:
+                self.factor = np.linalg.cholesky(self.sigma).T
+                self.factorization = "cholesky"
+                return
+            except np.linalg.LinAlgError:  # not numerically PD: singular or indefinite by rounding
+                if factorization == "cholesky":
+                    raise ValueError("reference covariance is not positive definite; use eigh") from None
         w, v = np.linalg.eigh(self.sigma)
         # Tiny negative eigenvalues are rounding noise of a PSD matrix: clamp at 0.
-        w = np.clip(w, 0.0, None)
-        self.factor = np.sqrt(w)[:, None] * v.T  # F with sigma = F^T F, [D, D]
-        self.trace = float(np.trace(self.sigma))
+        self.factor = np.sqrt(np.clip(w, 0.0, None))[:, None] * v.T
+        self.factorization = "eigh"
 
     @property
     def dim(self) -> int:
@@ -75,6 +92,8 @@ class FrechetReference:
     def trace_sqrt_product(self, sigma: ArrayLike) -> float:
         """Tr((S_ref^1/2 S S_ref^1/2)^1/2) for a covariance ``sigma [D, D]``."""
         s = as_float64(sigma)
+        if s.shape != self.sigma.shape:
+            raise ValueError(f"covariance must be [{self.dim}, {self.dim}], got shape {s.shape}")
         m = _sym(self.factor @ s @ self.factor.T)
         ev = np.linalg.eigvalsh(m)
         return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
@@ -91,14 +110,17 @@ class FrechetReference:
         return max(fd, 0.0)
 
 
-def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), float64, eigh route.
+def frechet_distance(
+    mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, factorization: str = "auto"
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), float64, symmetric route.
 
     mu ``[D]``, sigma ``[D, D]`` (numpy or torch). Raises ValueError on bad shapes or
-    non-finite input. Symmetric in its two Gaussians up to rounding.
+    non-finite input. Symmetric in its two Gaussians up to rounding. ``factorization``
+    picks the factor of sigma1 ("auto": Cholesky when positive definite, else eigh).
     """
     mu2_a, sigma2_a = _check_gaussian(mu2, sigma2, "second")
-    ref = FrechetReference(mu1, sigma1)
+    ref = FrechetReference(mu1, sigma1, factorization)
     if mu2_a.shape != ref.mu.shape:
         raise ValueError(f"dimension mismatch: first D={ref.dim}, second D={mu2_a.shape[0]}")
     return ref.distance(mu2_a, sigma2_a)
@@ -166,8 +188,8 @@ def fd_infinity(
     is FD-infinity. fadtk draws with the global unseeded numpy RNG; here one
     ``np.random.default_rng(seed)`` drives all draws, so results repeat per seed.
 
-    Returns (fd_inf, slope, points) with points = [(n, FD(n)), ...]. The reference's
-    eigendecomposition is cached across the n_points evaluations.
+    Returns (fd_inf, slope, points) with points = [(n, FD(n)), ...]. The reference
+    factorisation is cached across the n_points evaluations.
     """
     x = as_float64(x_gen)
     if x.ndim != 2:

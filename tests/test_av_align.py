@@ -1,0 +1,192 @@
+"""AV-Align: matching rules, peaks, synthetic clips, real clips, the streaming metric."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foleybench.api import ClipPair, ScoreContext
+from foleybench.media import write_mp4, write_wav
+from foleybench.metrics.av_align import AVAlign
+from foleybench.metrics.functional import av_align
+from foleybench.metrics.functional.av_align import (
+    PROTOCOL,
+    audio_onsets,
+    av_align_score,
+    flow_curve,
+    match_peaks,
+    video_peaks,
+)
+
+REALCLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "realclips"
+FPS = 25.0
+N_FRAMES = 100
+JUMPS = [12, 30, 47, 66, 85]  # frames at which the square jumps: flow peaks at JUMPS[i] / FPS
+SR = 22050
+
+
+# ----------------------------------------------------------------------------- matching
+def test_match_open_window_edges() -> None:
+    fps = 10.0  # window 0.1 s, open on both sides
+    assert match_peaks([1.0999], [1.0], fps) == 1
+    assert match_peaks([0.9001], [1.0], fps) == 1
+    assert match_peaks([1.1], [1.0], fps) == 0  # a == v + 1/fps is outside
+    assert match_peaks([0.9], [1.0], fps) == 0  # a == v - 1/fps is outside
+
+
+def test_match_one_to_one_and_first_unused() -> None:
+    fps = 10.0
+    # Two audio peaks near one video peak: only one match (the 2024 copy counted two).
+    assert match_peaks([1.0, 1.01], [1.0], fps) == 1
+    # First unused rule: audio 1.07 takes video 1.0 (first in list order, though 1.1 is
+    # nearer); audio 1.12 then takes 1.1; audio 1.13 finds both used.
+    assert match_peaks([1.07, 1.12, 1.13], [1.0, 1.1], fps) == 2
+    assert match_peaks([1.07, 1.13], [1.0, 1.1], fps) == 2
+    assert match_peaks([1.07, 1.05], [1.0, 1.1], fps) == 2  # 1.05 falls to 1.1 (1.0 < 1.05)
+    # Greedy order matters: audio 0.95 takes video 1.0 first, so audio 1.08 cannot
+    # take 1.0 and falls to 1.15 (1.15 - 0.1 < 1.08): still 2 matches.
+    assert match_peaks([0.95, 1.08], [1.0, 1.15], fps) == 2
+    # ... whereas here video 1.0 is taken by 1.09, and 0.91 has nothing left in range.
+    assert match_peaks([1.09, 0.91], [1.0, 1.15], fps) == 1
+
+
+def test_score_formula_and_empty_cases() -> None:
+    assert av_align_score([1.0, 2.0, 3.0], [1.0, 2.5], 10.0) == pytest.approx(1 / 4)
+    assert av_align_score([], [1.0], 10.0) == 0.0
+    assert av_align_score([1.0], [], 10.0) == 0.0
+    assert av_align_score([], [], 10.0) is None
+
+
+def test_video_peaks_strict_maxima_and_threshold() -> None:
+    curve = np.array([0.5, 0.5, 0.2, 0.3, 0.3, 0.1, 0.05, 0.09, 0.0, 0.1, 0.0, 2.0])
+    # index 1 ties index 0 (the duplicated first value never peaks); the 0.3 plateau is
+    # not strict; 0.09 is below threshold; 0.1 at index 9 counts (>= 0.1); last index never.
+    np.testing.assert_allclose(video_peaks(curve, 2.0), [9 / 2.0])
+
+
+# ----------------------------------------------------------------------------- synthetic
+def _square_video() -> np.ndarray:
+    positions = [(20, 20), (20, 100), (80, 100), (80, 20), (50, 60), (20, 20)]
+    frames = np.zeros((N_FRAMES, 128, 160, 3), np.uint8)
+    k = 0
+    for t in range(N_FRAMES):
+        while k < len(JUMPS) and t >= JUMPS[k]:
+            k += 1
+        y, x = positions[k]
+        frames[t, y:y + 24, x:x + 24] = 255
+    return frames
+
+
+def _clicks(times_s: list[float]) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    a = np.zeros(int(N_FRAMES / FPS * SR), np.float32)
+    burst = int(0.03 * SR)
+    for t in times_s:
+        i = int(round(t * SR))
+        a[i:i + burst] += 0.5 * rng.standard_normal(burst).astype(np.float32) * np.exp(-np.arange(burst) / 200)
+    return a
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("avalign")
+    times = [j / FPS for j in JUMPS]
+    paths = {
+        "video": write_mp4(d / "square.mp4", _square_video(), FPS),
+        "static": write_mp4(d / "static.mp4", np.full((30, 64, 64, 3), 90, np.uint8), FPS),
+        "aligned": write_wav(d / "aligned.wav", _clicks(times), SR),
+        "shifted": write_wav(d / "shifted.wav", _clicks([t + 0.25 for t in times]), SR),
+        "silent": write_wav(d / "silent.wav", np.zeros(SR, np.float32), SR),
+        "broken": d / "broken.mp4",
+    }
+    paths["broken"].write_bytes(b"not a video")
+    return paths
+
+
+def test_synthetic_aligned_beats_shifted(synthetic: dict[str, Path]) -> None:
+    good = av_align(synthetic["video"], synthetic["aligned"])
+    np.testing.assert_allclose(good.video_peaks, np.array(JUMPS) / FPS)
+    assert good.fps == FPS
+    assert good.n_audio_peaks == len(JUMPS)
+    assert good.score == 1.0 and good.n_matches == len(JUMPS)
+    bad = av_align(synthetic["video"], synthetic["shifted"])
+    assert bad.score is not None and bad.score < 0.5
+
+
+def test_flow_curve_duplicates_first_value(synthetic: dict[str, Path]) -> None:
+    import cv2
+
+    from foleybench.media import read_video
+
+    clip = read_video(synthetic["video"])
+    curve = flow_curve(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames)
+    assert curve.shape == (N_FRAMES,)
+    assert curve[0] == curve[1]
+    assert curve[JUMPS[0]] > 0.1 > curve[JUMPS[0] - 2]
+    with pytest.raises(ValueError, match="at least 2"):
+        flow_curve(np.zeros((1, 8, 8), np.uint8))
+
+
+def test_audio_onsets_resample_like_librosa_load() -> None:
+    # 44.1 kHz stereo in: onsets come out at the same times as the 22.05 kHz mono clicks.
+    mono = _clicks([0.5, 1.5, 2.5])
+    at_22k = audio_onsets(mono, SR)
+    import librosa
+
+    stereo_44k = np.stack([librosa.resample(mono, orig_sr=SR, target_sr=44100, res_type="soxr_hq")] * 2)
+    at_44k = audio_onsets(stereo_44k, 44100)
+    assert len(at_22k) == 3
+    np.testing.assert_allclose(at_44k, at_22k, atol=512 / SR + 1e-9)
+
+
+def test_no_peaks_gives_none_with_reason(synthetic: dict[str, Path]) -> None:
+    res = av_align(synthetic["static"], synthetic["silent"])
+    assert res.score is None and res.n_audio_peaks == 0 and res.n_video_peaks == 0
+    assert "no audio onsets" in res.reason
+
+
+# ----------------------------------------------------------------------------- metric
+def test_streaming_metric(synthetic: dict[str, Path]) -> None:
+    s = {k: str(v) for k, v in synthetic.items()}
+    m1 = AVAlign(ScoreContext())
+    ex1 = m1.update([
+        ClipPair("good", "v2a", pred_audio=s["aligned"], ref_video=s["video"]),
+        ClipPair("quiet", "v2a", pred_audio=s["silent"], ref_video=s["static"]),
+    ])
+    assert [cid for cid, _ in ex1] == ["quiet"]
+    m2 = AVAlign()
+    ex2 = m2.update([
+        # a2v: the generated video with the reference audio
+        ClipPair("late", "a2v", pred_video=s["video"], ref_audio=s["shifted"]),
+        ClipPair("bad", "v2a", pred_audio=s["aligned"], ref_video=s["broken"]),
+    ])
+    assert ex2[0][0] == "bad" and "broken.mp4" in ex2[0][1]
+    value = m1.merge(m2).compute()
+    per_clip = value.extras["per_clip"]
+    assert set(per_clip) == {"good", "late"} and per_clip["good"] == 1.0
+    assert value.n == 2
+    assert value.value == pytest.approx((1.0 + per_clip["late"]) / 2)
+    assert value.ci[0] <= value.value <= value.ci[1]
+    assert value.extras["n_no_peaks"] == 1
+    assert [e[0] for e in value.extras["excluded"]] == ["quiet", "bad"]
+    assert value.extras["protocol"] == PROTOCOL
+    empty = AVAlign().compute()
+    assert empty.value is None and empty.n == 0
+
+
+# ----------------------------------------------------------------------------- real clips
+# Scores of the TempoTokens reference logic (cv2.VideoCapture frames, librosa onsets) on
+# these clips, run outside the repo: matches / (|A| + |V| - matches).
+REFERENCE = {"difffoley_gun.mp4": (23, 79, 15), "difffoley_drum.mp4": (29, 61, 20)}
+
+
+@pytest.mark.skipif(not REALCLIPS.is_dir(), reason=f"shared real clips not found at {REALCLIPS}")
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_real_clip_matches_reference(name: str) -> None:
+    path = REALCLIPS / name
+    res = av_align(path, path)  # audio from the mp4's AAC track
+    n_a, n_v, m = REFERENCE[name]
+    assert (res.n_audio_peaks, res.n_video_peaks, res.n_matches) == (n_a, n_v, m)
+    assert 0.0 <= res.score <= 1.0
+    assert res.score == pytest.approx(m / (n_a + n_v - m), abs=0)
