@@ -27,14 +27,14 @@ from foleybench.baselines.video_context import (
 
 
 class ResBlock1d(nn.Module):
-    """[B, c, L] -> [B, c, L]: two kernel-3 convs plus identity."""
+    """[B, c, L] -> [B, c, L]: two kernel-3 convs plus identity (pre-activation)."""
 
     def __init__(self, c: int):
         super().__init__()
         self.conv1, self.conv2 = nn.Conv1d(c, c, 3, padding=1), nn.Conv1d(c, c, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
 class DeepFusion(nn.Module):
@@ -56,10 +56,11 @@ class DeepFusion(nn.Module):
             self.v_blocks.append(ResBlock3d(cv, cv, stride=2 if down else 1))
             shape = video_out_shape(n, S, min(i + 1, cfg.vid_down))
             self.v2a.append(V2AProjection(cv, shape, ca, la))
-            self.a2v.append(A2VProjection(ca, la, cv, shape))
+            if i < cfg.fusion_blocks - 1:  # after the last block only the audio stream is read
+                self.a2v.append(A2VProjection(ca, la, cv, shape))
         # "adds audio and video embeddings together with learned weights"
         self.w_v2a = nn.Parameter(torch.full((cfg.fusion_blocks,), 0.5))
-        self.w_a2v = nn.Parameter(torch.full((cfg.fusion_blocks,), 0.5))
+        self.w_a2v = nn.Parameter(torch.full((cfg.fusion_blocks - 1,), 0.5))
         self.head_t = nn.Linear(la, cfg.spf)
         self.head_c = nn.Conv1d(ca, C * cfg.out_dim, 1)
 
@@ -69,8 +70,11 @@ class DeepFusion(nn.Module):
         a, v = F.relu(self.a_in(audio_ctx)), F.relu(self.v_in(video_ctx))
         for i in range(len(self.a_blocks)):
             a, v = self.a_blocks[i](a), self.v_blocks[i](v)
-            a, v = a + self.w_v2a[i] * self.v2a[i](v), v + self.w_a2v[i] * self.a2v[i](a)
-        y = self.head_c(F.relu(self.head_t(a)))  # [B, C*K, spf]
+            if i < len(self.a2v):  # exchange at once: each stream gets the other's pre-fusion state
+                a, v = a + self.w_v2a[i] * self.v2a[i](v), v + self.w_a2v[i] * self.a2v[i](a)
+            else:
+                a = a + self.w_v2a[i] * self.v2a[i](v)
+        y = self.head_c(F.relu(self.head_t(F.relu(a))))  # [B, C*K, spf]
         B = y.shape[0]
         return y.view(B, self.cfg.channels, self.cfg.out_dim, self.cfg.spf).transpose(2, 3)
 

@@ -19,8 +19,10 @@ from torch import nn
 class ResBlock3d(nn.Module):
     """[B, c_in, T, H, W] -> [B, c_out, T, H/s, W/s]: two 3x3x3 convs plus a shortcut.
 
-    No normalisation layer: batches are small and generation runs one clip at a time,
-    so batch statistics would make training and generation see different functions.
+    Pre-activation (He et al. 2016b): no ReLU after the sum, so the shortcut always
+    carries the input through; with a few channels a post-sum ReLU can switch a whole
+    stream off for good. No normalisation layer: batches are small and generation runs
+    one clip at a time, so batch statistics would change the function between the two.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
@@ -31,7 +33,7 @@ class ResBlock3d(nn.Module):
                      if stride != 1 or c_in != c_out else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.skip(x) + self.conv2(F.relu(self.conv1(x))))
+        return self.skip(x) + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
 def video_out_shape(n_frames: int, frame_size: int, n_down: int) -> tuple[int, int, int]:

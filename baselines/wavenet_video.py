@@ -127,12 +127,12 @@ class WaveNetVideo(nn.Module):
     def naive_step(self, hx: torch.Tensor, hc: torch.Tensor) -> torch.Tensor:
         """Recompute from history: inputs hx [B, C, t], cond hc [B, R, t] -> [B, C, K].
 
-        Only the last ``receptive_field`` positions can matter; earlier ones are silence
-        (zeros of h, not of x: the input projection's bias must not leak into padding).
+        Only the last ``receptive_field`` positions can matter. Shorter histories are not
+        padded to that length: every layer already zero-pads its own input, which is what
+        the zeroed queues of the cached path hold; padding h would let biases into it.
         """
         rf = self.receptive_field
         h = self.inp(hx[..., -rf:]) + hc[..., -rf:]
-        h = F.pad(h, (rf - h.shape[-1], 0))
         return self._stack(h)[:, :, -1]
 
 

@@ -77,6 +77,8 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
     if data:
         spec["dataset"]["root"] = data
     runs = Path(runs_dir) / spec["name"]
+    if spec.get("evaluate"):
+        return run_evaluation(spec, runs, Path(runs_dir), Path(leaderboard_dir), progress)
     if spec["dataset"]["name"] != "synthfoley" and not spec["dataset"].get("root"):
         # Real-data tables cannot run without the clips: show the published rows alone,
         # and say so, rather than fail the whole `make bench`.
@@ -103,6 +105,43 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
             log.info("%s %s %s", spec["name"], task, model)
     render(spec, runs, Path(leaderboard_dir))
     return out
+
+
+def run_evaluation(spec: dict[str, Any], runs: Path, runs_root: Path, out_dir: Path,
+                   progress: bool) -> dict[str, Any]:
+    """Benchmarks that are not generate-then-score (a paper's training-loss table).
+
+    ``evaluate: module:function`` is called with the dataset folder and returns plain
+    data; ``render: module`` supplies ``render_markdown``, ``bar_chart`` and
+    ``flat_values``. Stale shipped checkpoints are retrained first, so the table always
+    describes checkpoints trained on this very data.
+    """
+    import importlib
+
+    from foleybench.registry import Entry
+    from foleybench.results import provenance_block
+    from foleybench.train import retrain
+
+    manifest = prepare_dataset({**spec, "dataset": {**spec["dataset"], "split": None}}, runs_root)
+    retrained = retrain(manifest.root, progress=progress)
+    result = Entry("evaluate", spec["evaluate"]).load()(manifest.root)
+    doc = {"benchmark": spec["name"], "retrained": retrained, "result": result,
+           "dataset": {"name": manifest.name or "synthfoley", "root": str(manifest.root),
+                       "fingerprint": manifest.fingerprint()}, **provenance_block()}
+    write_json(runs / "results" / "evaluation.json", doc)
+    rmod = importlib.import_module(spec["render"])
+    png = rmod.bar_chart(result, out_dir / f"{spec['name']}.png")
+    code = doc["code"]
+    text = [f"# {spec.get('title', spec['name'])}", "", spec.get("description", "").strip(), "",
+            rmod.render_markdown(result, spec, png.name), "",
+            f"Dataset fingerprint `{doc['dataset']['fingerprint'][:16]}`; foleybench {code['harness_version']} "
+            f"(commit `{(code.get('git_commit') or 'unknown')[:10]}`{', dirty' if code.get('git_dirty') else ''}); "
+            f"created {doc['created']}."]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{spec['name']}.md").write_text("\n".join(text).rstrip() + "\n")
+    write_json(out_dir / f"{spec['name']}.json", {"values": rmod.flat_values(result),
+                                                   "fingerprints": [doc["dataset"]["fingerprint"]]})
+    return doc
 
 
 def collect(runs: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
