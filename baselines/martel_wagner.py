@@ -82,6 +82,25 @@ class MWConfig:
         return self.n_classes if self.output == "mulaw" else 1
 
 
+@dataclass(frozen=True)
+class MWConfigExt(MWConfig):
+    """MWConfig plus fields added after the tiny checkpoints shipped.
+
+    A subclass, not new MWConfig fields: ``dataclasses.asdict`` of a config is its recipe
+    hash and checkpoint check, so a new field on MWConfig would make every shipped
+    checkpoint stale. ``get_config`` returns this class only when a new field is off its
+    default, so today's configs keep today's asdict.
+    """
+
+    audio_frontend: str = "raw"  # av_transformer audio tokens: "raw" (one per sample) or "strided"
+    audio_stride: int = 4        # "strided": samples per token (conv kernel = stride)
+
+    def __post_init__(self) -> None:
+        if self.audio_frontend not in ("raw", "strided") or self.audio_stride < 2:
+            raise ValueError(f"audio_frontend {self.audio_frontend!r} / audio_stride {self.audio_stride}: "
+                             "want 'raw' or 'strided' with a stride of at least 2")
+
+
 def _dil(top: int, stacks: int) -> tuple[int, ...]:
     return tuple(2 ** i for i in range(int(math.log2(top)) + 1)) * stacks
 
@@ -106,10 +125,23 @@ _FAMILY = {("deepfusion", "tiny"): dict(steps=400, batch_size=8, crop_frames=6, 
                                             warm_frames=1)}
 
 
+# Variants outside TAGS: (family, tag) -> (base tag, MWConfigExt fields). The strided
+# audio front end is the paper's first AV-transformer variant (Sec. III-D3).
+_VARIANTS = {("av_transformer", "strided_debug"): ("debug", dict(audio_frontend="strided", audio_stride=4)),
+             ("av_transformer", "strided_tiny"): ("tiny", dict(audio_frontend="strided", audio_stride=4))}
+_EXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(MWConfigExt)
+                 if f.name not in {g.name for g in dataclasses.fields(MWConfig)}}
+
+
 def get_config(family: str, tag: str, **overrides: Any) -> MWConfig:
-    if family not in FAMILIES or tag not in TAGS:
+    base, extra = _VARIANTS.get((family, tag), (tag, {}))
+    if family not in FAMILIES or base not in TAGS:
         raise KeyError(f"unknown Martel-Wagner model {family}.{tag}")
-    return MWConfig(family=family, **{**_BASE[tag], **_FAMILY.get((family, tag), {}), **overrides})
+    kw = {**_BASE[base], **_FAMILY.get((family, base), {}), **extra, **overrides}
+    ext = {k: kw.pop(k) for k in _EXT_DEFAULTS if k in kw}
+    if all(v == _EXT_DEFAULTS[k] for k, v in ext.items()):  # canonical: plain MWConfig
+        return MWConfig(family=family, **kw)
+    return MWConfigExt(family=family, **kw, **ext)
 
 
 def build_net(cfg: MWConfig) -> nn.Module:
@@ -119,8 +151,8 @@ def build_net(cfg: MWConfig) -> nn.Module:
     if cfg.family == "wavenet_video":
         from foleybench.baselines.wavenet_video import WaveNetVideo
         return WaveNetVideo(cfg)
-    from foleybench.baselines.av_transformer import AVTransformer
-    return AVTransformer(cfg)
+    from foleybench.baselines.av_transformer import AVTransformer, StridedAVTransformer
+    return StridedAVTransformer(cfg) if getattr(cfg, "audio_frontend", "raw") == "strided" else AVTransformer(cfg)
 
 
 def n_params(net: nn.Module) -> int:
@@ -259,9 +291,13 @@ class MWModel(VideoToAudio):
 
 
 def build_model(family: str, config: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                dataset: Any = None, cached: bool = True, **overrides: Any) -> MWModel:
+                dataset: Any = None, cached: bool = True, task: str = "v2a", seed: int = 0,
+                **overrides: Any) -> MWModel:
     """Registry constructor. ``checkpoint=None`` loads the shipped checkpoint for the
-    config when there is one (tiny), else seeded random weights (labelled in params)."""
+    config when there is one (tiny), else seeded random weights (labelled in params).
+    ``seed`` is unused: sampling seeds travel with each request (V2ARequest.seed)."""
+    if task != "v2a":
+        raise ValueError(f"{family}.{config} generates audio from video (v2a), not {task}")
     name = f"{family}.{config}"
     cfg = get_config(family, config, **overrides)
     if checkpoint is None and not overrides and default_checkpoint(name).is_file():

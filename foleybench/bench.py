@@ -97,7 +97,7 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
         for model in tspec["models"]:
             pred = runs / task / model / "media"
             gen = generate(task, model, manifest, pred, seed=ctx.seed, device=device, progress=progress)
-            doc = score(task, pred, manifest, tspec["metrics"], ctx,
+            doc = score(task, pred, manifest, tspec["metrics"], ctx, metric_opts=tspec.get("metric_options"),
                         extra={"benchmark": spec["name"], "model": model, "generation": {
                             k: gen[k] for k in ("params", "seed", "failures", "generated", "resumed")}})
             write_json(runs / "results" / f"{task}__{model}.json", doc)

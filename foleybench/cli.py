@@ -54,6 +54,22 @@ def _score_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def parse_opts(items: list[str] | None, names: list[str]) -> dict[str, dict[str, Any]]:
+    """``METRIC.KEY=VALUE`` items -> {metric: {key: value}}; values parsed as YAML scalars."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        lhs, eq, value = item.partition("=")
+        metric, dot, key = lhs.partition(".")
+        if not (eq and dot and key):
+            raise FoleybenchError(f"--opt expects METRIC.KEY=VALUE, got {item!r}")
+        if metric not in names:
+            raise FoleybenchError(f"--opt {item!r}: metric {metric!r} is not among --metrics {names}")
+        out.setdefault(metric, {})[key] = yaml.safe_load(value)
+    return out
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     from foleybench import registry
 
@@ -111,8 +127,8 @@ def cmd_score(a: argparse.Namespace) -> int:
     weights.set_weights_dir(a.weights_dir)
     ctx = _ctx(a)
     manifest = open_reference(a.ref, a.dataset, a.split)
-    doc = score(a.task, a.pred, manifest, names, ctx,
-                extra={"model": a.model_name or Path(a.pred).name})
+    doc = score(a.task, a.pred, manifest, names, ctx, extra={"model": a.model_name or Path(a.pred).name},
+                metric_opts=parse_opts(a.opt, names))
     write_json(a.out, doc)
     p = doc["pairing"]
     print(f"scored {p['n_scored_pairs']} clips ({len(p['missing_pred'])} without prediction, "
@@ -257,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True, help="comma-separated, see `foleybench list metrics`")
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--model-name", help="name recorded in the results (default: the --pred folder name)")
+    p.add_argument("--opt", action="append", metavar="METRIC.KEY=VALUE",
+                   help="metric option, e.g. fd_panns.n_boot=100, fd_vggish.fd_inf=true, clipsim.prompt='a video of {label}'")
     _score_opts(p)
     p.set_defaults(fn=cmd_score)
 

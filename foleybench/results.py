@@ -67,6 +67,7 @@ def write_json(path: str | os.PathLike, doc: Any) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=False, default=_default)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -165,8 +165,14 @@ def validate(pairs: Sequence[ClipPair]) -> tuple[list[ClipPair], dict[str, str],
 
 
 def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Sequence[str],
-          ctx: ScoreContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score predictions against ``manifest``; returns the results document."""
+          ctx: ScoreContext, extra: dict[str, Any] | None = None,
+          metric_opts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Score predictions against ``manifest``; returns the results document.
+
+    metric_opts: per-metric constructor options (e.g. ``{"fd_panns": {"n_boot": 100}}``),
+    recorded in the results under each metric's ``options``.
+    """
+    metric_opts = metric_opts or {}
     load_plugins()
     entries = [METRICS.entry(n) for n in metric_names]  # unknown names fail before any work
     pairs, pairing = pair_clips(task, pred_dir, manifest)
@@ -179,7 +185,15 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
             raise FoleybenchError(f"metric {entry.name!r} does not apply to {task} "
                                   f"(it applies to {', '.join(cls.tasks)})")
         t0 = time.time()
-        metric = cls(ctx=ctx, **entry.kwargs)
+        opts = metric_opts.get(entry.name, {})
+        import inspect
+
+        params = inspect.signature(cls.__init__).parameters
+        unknown = [k for k in opts if k not in params]
+        if unknown:
+            known = [k for k in params if k not in ("self", "ctx")]
+            raise FoleybenchError(f"metric {entry.name!r} has no option {unknown} (options: {known})")
+        metric = cls(ctx=ctx, **{**entry.kwargs, **opts})
         excluded = []
         for start in _progress(range(0, len(pairs), 64), (len(pairs) + 63) // 64, entry.name, ctx.progress):
             excluded += metric.update(pairs[start:start + 64])
@@ -188,7 +202,7 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
         results[entry.name] = {
             **value.to_dict(), "higher_is_better": cls.higher_is_better,
             "proxy": prov.get("weights") == "proxy", "provenance": prov,
-            "excluded": [list(e) for e in excluded], "seconds": round(time.time() - t0, 3),
+            "excluded": [list(e) for e in excluded], "options": opts, "seconds": round(time.time() - t0, 3),
         }
     doc = {
         "task": task, "pred_dir": str(Path(pred_dir).resolve()),
