@@ -15,7 +15,10 @@ Choices that make a key/value cache exact (the paper re-reads its whole window):
 - the video embedding of a token is its own frame's column, as in ``wavenet_video``.
 A stack of L layers then sees L * (window - 1) + 1 samples; ``naive_step`` recomputes
 exactly that span with a banded mask.
-The strided-convolution audio front end (their first variant) is not implemented.
+
+``StridedAVTransformer`` is their first variant: the audio context enters through a
+strided 1-D convolution (kernel = stride = s samples), one token per s samples, so the
+same window of tokens covers s times more audio (``audio_frontend="strided"``).
 """
 from __future__ import annotations
 
@@ -140,4 +143,131 @@ class AVTransformer(nn.Module):
 @dataclass
 class TransformerState:
     kv: list[torch.Tensor]  # per layer [2, B, H, window, D/H] ring of keys and values
+    t: int = field(default=0)
+
+
+class StridedAVTransformer(nn.Module):
+    """Tokens are s-sample chunks of audio (s = cfg.audio_stride); outputs are per sample.
+
+    Alignment (chunk j = samples [j*s, (j+1)*s)); it keeps every output causal:
+    - token m = conv(chunk m - 1) (zeros for m = 0) + cond at sample m*s, so it exists as
+      soon as sample m*s - 1 is known and holds complete past chunks only; cond is video
+      of sample m*s's frame + positional embedding of its offset in that frame, as in
+      ``AVTransformer`` (a window slide never changes a token, so the cache is exact);
+    - sample t = m*s + r is decoded from the transformer output at token m (chunks < m,
+      video up to frame(m*s) <= frame(t)), the r samples of its unfinished chunk
+      (t - r .. t - 1, zero-padded to s - 1), cond at t and an embedding of r. Without
+      that partial chunk the s samples of a chunk would be drawn independently.
+    A chunk may straddle two frames (s need not divide spf): its samples still read
+    their own frame through cond at t. The token ring holds ``window`` tokens per layer.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg, self.s = cfg, cfg.audio_stride
+        D, C, s = cfg.d_model, cfg.channels, cfg.audio_stride
+        self.video = VideoContext(cfg.n_frames, cfg.frame_size, cfg.c_vid, cfg.vid_blocks,
+                                  cfg.vid_down, D, cfg.spf)
+        self.pos = nn.Parameter(torch.randn(D, cfg.spf) * 0.02)  # learned, per offset in frame
+        self.inp = nn.Conv1d(C, D, s, stride=s)
+        self.blocks = nn.ModuleList(Block(D, cfg.n_heads) for _ in range(cfg.n_layers))
+        self.part = nn.Linear(C * (s - 1), D, bias=False)
+        self.rpos = nn.Parameter(torch.randn(D, s) * 0.02)       # learned, per offset in chunk
+        self.ln_d, self.ff1, self.ff2 = nn.LayerNorm(D), nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+        self.ln_f = nn.LayerNorm(D)
+        self.head = nn.Linear(D, C * cfg.out_dim)
+        self.window = cfg.window
+        self.rf_tokens = cfg.n_layers * (cfg.window - 1) + 1
+        self.receptive_field = self.rf_tokens * s + s - 1  # samples, at most
+
+    def frame_embedding(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Frame contexts [B, 3, n, S, S] -> per-sample conditioning [B, D, spf]."""
+        return self.video(ctx) + self.pos
+
+    def _hidden(self, tok: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, M, D] -> transformer outputs [B, M, D] under the banded causal mask."""
+        mask = band_mask(tok.shape[1], self.window, tok.device)
+        for b in self.blocks:
+            tok = b(tok, mask)
+        return tok
+
+    def _decode(self, h: torch.Tensor, part: torch.Tensor, cond: torch.Tensor,
+                r: torch.Tensor | int) -> torch.Tensor:
+        """Token output h, partial chunk part [..., C*(s-1)], cond [..., D] -> [..., C, K]."""
+        z = h + self.part(part) + cond + self.rpos[:, r].transpose(0, -1)
+        z = z + self.ff2(F.relu(self.ff1(self.ln_d(z))))  # mixes token, partial chunk and video
+        return self.head(self.ln_f(z)).unflatten(-1, (self.cfg.channels, self.cfg.out_dim))
+
+    def sequence_logits(self, audio: torch.Tensor, video_padded: torch.Tensor,
+                        first_frame: int = 0, chunk: int = 512) -> torch.Tensor:
+        """Teacher-forced outputs [B, C, N - first_frame * spf, K] for audio [B, C, N];
+        tokens run in chunks of ``chunk`` carrying ``rf_tokens - 1`` earlier ones (exact)."""
+        B, C, N = audio.shape
+        s, spf = self.s, self.cfg.spf
+        ctx = context_windows(video_padded, self.cfg.n_frames)
+        Fr = ctx.shape[1]
+        cond = self.frame_embedding(ctx.flatten(0, 1))
+        cond = cond.view(B, Fr, -1, spf).permute(0, 2, 1, 3).flatten(2)[..., :N]  # [B, D, N]
+        M = -(-N // s)
+        # one chunk of leading zeros shifts chunk m - 1 under token m
+        tok = self.inp(F.pad(audio, (s, M * s - N))[..., :M * s]) + cond[..., ::s]
+        tok = tok.transpose(1, 2)  # [B, M, D]
+        start = first_frame * spf
+        m0, hs, carry = start // s, [], self.rf_tokens - 1
+        for a in range(m0, M, chunk):
+            lo = max(0, a - carry)
+            hs.append(self._hidden(tok[:, lo:a + chunk])[:, a - lo:])
+        h = torch.cat(hs, 1).repeat_interleave(s, 1)[:, start - m0 * s:N - m0 * s]  # [B, N', D]
+        # partial chunk of sample m*s + r: the chunk's first r samples, the rest zero
+        keep = torch.arange(s - 1, device=audio.device) < torch.arange(s, device=audio.device)[:, None]
+        ch = F.pad(audio, (0, M * s - N)).unflatten(-1, (M, s))[..., None, :s - 1] * keep  # [B,C,M,s,s-1]
+        part = ch.permute(0, 2, 3, 1, 4).flatten(3).flatten(1, 2)[:, start:N]  # [B, N', C*(s-1)]
+        r = torch.arange(start, N, device=audio.device) % s
+        return self._decode(h, part, cond[..., start:].transpose(1, 2), r).permute(0, 2, 1, 3)
+
+    def init_state(self, batch: int) -> "StridedState":
+        p = next(self.parameters())
+        H, D = self.cfg.n_heads, self.cfg.d_model
+        return StridedState(kv=[p.new_zeros(2, batch, H, self.window, D // H) for _ in self.blocks],
+                            buf=p.new_zeros(batch, self.cfg.channels, self.s), h=p.new_zeros(batch, D))
+
+    def step(self, st: "StridedState", x_prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Sample st.t with the cache: x_prev (sample t - 1) [B, C], cond [B, D] -> [B, C, K].
+
+        One transformer step per s samples, when a chunk completes; the decoder every sample.
+        """
+        s, t = self.s, st.t
+        r = t % s
+        if t > 0:
+            st.buf[:, :, (t - 1) % s] = x_prev
+        if r == 0:  # buf now holds chunk m - 1 whole (zeros at t = 0): token m
+            m = t // s
+            x = self.inp(st.buf)[..., 0] + cond
+            slot, filled = m % self.window, min(m + 1, self.window)
+            for b, kv in zip(self.blocks, st.kv):
+                x = b.step(x, kv, slot, filled)
+            st.h = x
+        st.t += 1
+        # slots >= r still hold the previous chunk: cut them off, as naive_step pads
+        part = F.pad(st.buf[:, :, :r], (0, s - 1 - r)).flatten(1)
+        return self._decode(st.h, part, cond, r)
+
+    def naive_step(self, hx: torch.Tensor, hc: torch.Tensor) -> torch.Tensor:
+        """Recompute the last ``rf_tokens`` tokens for sample t: hx [B, C, t + 1] (hx[..., i]
+        is sample i - 1), hc [B, D, t + 1] cond -> [B, C, K]."""
+        s, t = self.s, hx.shape[-1] - 1
+        m, r = divmod(t, s)
+        m0 = max(0, m - self.rf_tokens + 1)
+        audio = F.pad(hx[..., 1:], (s, 0))  # samples 0..t-1 behind one zero chunk
+        tok = self.inp(audio[..., m0 * s:(m + 1) * s]) + hc[..., m0 * s:m * s + 1:s]
+        h = self._hidden(tok.transpose(1, 2))[:, -1]
+        part = F.pad(hx[..., 1 + m * s:], (0, s - 1 - r)).flatten(1)
+        return self._decode(h, part, hc[..., t], r)
+
+
+@dataclass
+class StridedState:
+    kv: list[torch.Tensor]  # per layer [2, B, H, window, D/H] ring of token keys and values
+    buf: torch.Tensor       # [B, C, s] samples of the current chunk (older slots: previous chunk)
+    h: torch.Tensor         # [B, D] transformer output of the latest token
     t: int = field(default=0)

@@ -9,3 +9,9 @@ for _family in ("deepfusion", "wavenet_video", "av_transformer"):
         MODELS.add(f"{_family}.{_tag}", "foleybench.baselines.martel_wagner:build_model",
                    {"family": _family, "config": _tag}, tasks=("v2a",), family=_family,
                    paper="arXiv 2308.12408")
+
+# The AV transformer's first variant in the paper: strided-convolution audio tokens.
+for _tag in ("strided_debug", "strided_tiny"):
+    MODELS.add(f"av_transformer.{_tag}", "foleybench.baselines.martel_wagner:build_model",
+               {"family": "av_transformer", "config": _tag}, tasks=("v2a",), family="av_transformer",
+               paper="arXiv 2308.12408")

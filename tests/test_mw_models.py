@@ -165,3 +165,122 @@ def test_shipped_tiny_checkpoint(family):
     assert model.params()["weights"] == "trained"
     cfg = mw.get_config(family, "tiny")
     assert model.meta["recipe_hash"] == recipe_hash(cfg, cfg.steps, 0)
+
+
+# ----------------------------------------------------- strided audio front end (variant 1)
+def _strided(stride=4, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = mw.get_config("av_transformer", "strided_debug", audio_stride=stride, **kw)
+    return mw.build_net(cfg).double().eval()
+
+
+def test_strided_config_leaves_shipped_configs_alone():
+    from foleybench.baselines.av_transformer import StridedAVTransformer
+    from foleybench.train import recipe_hash, stale_checkpoints
+
+    tiny = mw.get_config("av_transformer", "tiny")
+    raw = mw.get_config("av_transformer", "tiny", audio_frontend="raw", audio_stride=4)
+    assert type(tiny) is type(raw) is mw.MWConfig and raw == tiny  # defaults: no new fields
+    strided = mw.get_config("av_transformer", "strided_tiny")
+    assert isinstance(strided, mw.MWConfigExt) and strided.audio_frontend == "strided"
+    assert recipe_hash(strided, strided.steps, 0) != recipe_hash(tiny, tiny.steps, 0)
+    assert isinstance(mw.build_net(mw.get_config("av_transformer", "strided_debug")), StridedAVTransformer)
+    with pytest.raises(ValueError):
+        mw.get_config("av_transformer", "debug", audio_frontend="conv")
+    with pytest.raises(KeyError):
+        mw.get_config("wavenet_video", "strided_debug")
+    path = mw.default_checkpoint("av_transformer.tiny")
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped")
+    assert set(mw.load_checkpoint(path)["config"]) == set(__import__("dataclasses").asdict(tiny))
+    assert mw.MWModel(raw, "av_transformer.tiny", path).meta["weights"] == "trained"
+    with pytest.raises(ValueError, match="another config"):
+        mw.MWModel(strided, "av_transformer.tiny", path)
+    data = "runs/data/synthfoley-48-s0"
+    if __import__("os").path.isdir(data):
+        assert stale_checkpoints(data) == []
+
+
+@pytest.mark.parametrize("stride", [4, 5])
+def test_strided_causality_per_sample(stride):
+    """Output t sees audio < t only: perturbing sample t0 must leave outputs 0..t0 as they
+    were and change output t0 + 1, for every t0 across two chunks (r = 0 .. s-1)."""
+    net = _strided(stride)
+    cfg = net.cfg
+    audio, video = _inputs(cfg, Fr=4)
+    vp = pad_context(video, cfg.n_frames)
+    out = net.sequence_logits(audio, vp)
+    assert out.shape == (2, 1, audio.shape[-1], 256)
+    base = 2 * cfg.spf + 3 * stride  # chunks 26, 27 (s = 4) straddle no frame; 37 (s = 4) does
+    for t0 in [*range(base, base + 2 * stride), 148, 149, 150]:
+        a2 = audio.clone()
+        a2[..., t0] = -a2[..., t0] - 0.1
+        o2 = net.sequence_logits(a2, vp)
+        assert torch.allclose(out[:, :, :t0 + 1], o2[:, :, :t0 + 1], atol=1e-10), t0
+        assert not torch.allclose(out[:, :, t0 + 1], o2[:, :, t0 + 1]), t0
+    v2 = video.clone()
+    v2[:, 3] = -v2[:, 3]
+    o3 = net.sequence_logits(audio, pad_context(v2, cfg.n_frames))
+    cut = 3 * cfg.spf  # with s = 4 chunk 37 (samples 148..151) straddles frames 2 and 3
+    assert torch.allclose(out[:, :, :cut], o3[:, :, :cut], atol=1e-10)
+    assert not torch.allclose(out[:, :, cut], o3[:, :, cut])
+
+
+def test_strided_step_and_naive_match_teacher_forcing():
+    """Stereo, 2 layers, an 8-token window: the ring wraps and naive_step truncates."""
+    net = _strided(4, channels=2, window=8, n_layers=2)
+    cfg = net.cfg
+    audio, video = _inputs(cfg, Fr=4)
+    vp = pad_context(video, cfg.n_frames)
+    ref = net.sequence_logits(audio, vp)
+    assert torch.allclose(net.sequence_logits(audio, vp, chunk=7), ref, atol=1e-12)  # chunked tokens
+    assert torch.allclose(net.sequence_logits(audio, vp, first_frame=1), ref[:, :, cfg.spf:], atol=1e-12)
+    ctx = context_windows(vp, cfg.n_frames)
+    st, x_prev = net.init_state(2), torch.zeros(2, 2, dtype=torch.float64)
+    hx, hc = torch.zeros_like(audio), torch.zeros(2, cfg.d_model, audio.shape[-1], dtype=torch.float64)
+    with torch.no_grad():
+        for s in range(audio.shape[-1]):
+            emb = net.frame_embedding(ctx[:, s // cfg.spf])[:, :, s % cfg.spf]
+            assert torch.allclose(net.step(st, x_prev, emb), ref[:, :, s], atol=1e-9), f"cached, sample {s}"
+            hx[..., s], hc[..., s] = x_prev, emb
+            assert torch.allclose(net.naive_step(hx[..., :s + 1], hc[..., :s + 1]), ref[:, :, s],
+                                  atol=1e-9), f"naive, sample {s}"
+            x_prev = audio[:, :, s]
+    assert audio.shape[-1] // 4 > net.rf_tokens > net.window  # wrapped and truncated
+
+
+@pytest.mark.parametrize("output,channels", [("mulaw", 1), ("mse", 2)])
+def test_strided_cached_equals_naive_generation(output, channels):
+    net = _strided(4, output=output, channels=channels, window=8)
+    cfg = net.cfg
+    _, video = _inputs(cfg, Fr=4)
+    n = 3 * cfg.spf + 11  # not a whole number of frames or chunks
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (3, 4)]  # noqa: E731
+    a = mw.generate_audio(net, video, n, gens(), cached=True)
+    b = mw.generate_audio(net, video, n, gens(), cached=False)
+    assert a.shape == (2, channels, n)
+    assert torch.equal(a, b) if output == "mulaw" else torch.allclose(a, b, atol=1e-10)
+    assert len(torch.unique(a[0])) > 20 and not torch.equal(a[0], a[1])
+
+
+def test_strided_trains_through_the_loss_path():
+    """train.py's path (warm frames, loss_fn on the rest): gradients reach every part, and
+    a few steps on one batch lower the loss."""
+    torch.manual_seed(0)
+    cfg = mw.get_config("av_transformer", "strided_debug")
+    net = mw.build_net(cfg)
+    audio, video = _inputs(cfg, B=2, Fr=cfg.crop_frames)
+    audio, vp = audio.float(), pad_context(video.float(), cfg.n_frames)
+    warm = cfg.warm_frames * cfg.spf
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    losses = []
+    for _ in range(8):
+        loss = mw.loss_fn(net.sequence_logits(audio, vp, first_frame=cfg.warm_frames), audio[..., warm:], cfg)
+        opt.zero_grad()
+        loss.backward()
+        if not losses:
+            for name in ("inp.weight", "part.weight", "rpos", "pos", "blocks.0.qkv.weight", "ff1.weight"):
+                assert net.get_parameter(name).grad.abs().sum() > 0, name
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
