@@ -22,8 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from foleybench import media
-from foleybench.api import (A2VRequest, AudioOutput, FoleybenchError, Generator, V2ARequest,
-                            VideoOutput)
+from foleybench.api import A2VRequest, AudioOutput, FoleybenchError, Generator, V2ARequest, VideoOutput
 from foleybench.datasets.base import Manifest
 
 

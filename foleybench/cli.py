@@ -115,10 +115,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 def cmd_score(a: argparse.Namespace) -> int:
     from foleybench import weights
+    from foleybench.registry import METRICS, load_plugins
     from foleybench.results import write_json
     from foleybench.runner import open_reference, score
-
-    from foleybench.registry import METRICS, load_plugins
 
     load_plugins()
     names = [m for m in a.metrics.split(",") if m]

@@ -10,7 +10,6 @@ One broken clip is reported and excluded; the run goes on.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -18,8 +17,15 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from foleybench import media
-from foleybench.api import (A2VRequest, ClipPair, FoleybenchError, InputError, ScoreContext,
-                            V2ARequest, check_outputs)
+from foleybench.api import (
+    A2VRequest,
+    ClipPair,
+    FoleybenchError,
+    InputError,
+    ScoreContext,
+    V2ARequest,
+    check_outputs,
+)
 from foleybench.datasets.base import ClipRecord, Manifest
 from foleybench.registry import METRICS, MODELS, load_plugins
 from foleybench.results import provenance_block, write_json

@@ -18,7 +18,6 @@ from foleybench import media
 from foleybench import weights as W
 from foleybench.api import FoleybenchError, InputError, ScoreContext
 from foleybench.metrics.embedders import encodec, panns, vggish
-
 from tests.peers import panns_models, torchvggish_modules
 
 torch.set_num_threads(1)
@@ -200,9 +199,10 @@ def test_clap_strict_load_of_full_clapmodel_file(monkeypatch: pytest.MonkeyPatch
     the peer is transformers' own ``ClapModel.get_audio_features`` (normalised).
     """
     pytest.importorskip("transformers")
-    from foleybench.metrics.embedders import clap
     from safetensors.torch import save_file
     from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+
+    from foleybench.metrics.embedders import clap
 
     text = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                 intermediate_size=37, projection_dim=512)

@@ -20,7 +20,11 @@ import torch
 
 from foleybench.api import InputError, ScoreContext
 from foleybench.metrics.embedders.video_base import (
-    VideoEmbedder, build_seeded, load_state_dict_file, read_frames)
+    VideoEmbedder,
+    build_seeded,
+    load_state_dict_file,
+    read_frames,
+)
 from foleybench.metrics.functional import video_preprocess as vp
 from foleybench.weights import WeightRecord, load_strict, register, resolve
 

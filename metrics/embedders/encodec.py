@@ -16,8 +16,12 @@ import torch
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import (AudioEmbedder, build_network, check_upstream,
-                                                      read_checkpoint)
+from foleybench.metrics.embedders.audio_base import (
+    AudioEmbedder,
+    build_network,
+    check_upstream,
+    read_checkpoint,
+)
 
 RECORD = W.register(W.WeightRecord(
     name="encodec",

@@ -23,8 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import (AudioEmbedder, build_network, check_upstream,
-                                                      read_checkpoint)
+from foleybench.metrics.embedders.audio_base import (
+    AudioEmbedder,
+    build_network,
+    check_upstream,
+    read_checkpoint,
+)
 
 UPSTREAM_MD5 = "362fc5ff18f1d6ad2f6d464b45893f2c"  # published by Zenodo record 3987831
 
