@@ -86,7 +86,8 @@ def footer(docs: Sequence[dict[str, Any]]) -> str:
         f"Dataset `{d['dataset']['name']}` fingerprint `{', '.join(fps)}`; "
         f"foleybench {code.get('harness_version')} (commit `{(code.get('git_commit') or 'unknown')[:10]}`"
         f"{', dirty' if code.get('git_dirty') else ''}); created {d.get('created')}.",
-        "Values in brackets are 95% bootstrap intervals over clips. A dash means not measured.",
+        "Values in brackets are 95% bootstrap intervals over clips (FD: clips resampled in pairs; FD is "
+        "biased upward at small N, so its interval can lie above the value). A dash means not measured.",
     ]
     if any_proxy:
         parts.append(f"{PROXY_MARK} proxy evaluator: seeded random-init weights, because the pretrained "

@@ -392,11 +392,18 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, su
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction,
-              audio: np.ndarray | None = None, sample_rate: int | None = None, crf: int = 18) -> Path:
-    """Encode uint8 [T, H, W, 3] RGB as H.264 yuv420p (libx264, crf) plus optional AAC audio
-    [C, N] float at sample_rate Hz, atomically. yuv420p needs even sizes: an odd width or
-    height is padded by one replicated edge column/row, so the file is up to 1 px larger.
-    fps is kept as an exact fraction (21.5 -> 43/2, 29.97002997 -> 30000/1001)."""
+              audio: np.ndarray | None = None, sample_rate: int | None = None, crf: int = 18,
+              lossless: bool = True) -> Path:
+    """Encode uint8 [T, H, W, 3] RGB as H.264 plus optional AAC audio [C, N] float at
+    sample_rate Hz, atomically. fps is kept as an exact fraction (21.5 -> 43/2).
+
+    lossless (default): libx264rgb at qp 0, RGB 4:4:4. Decoding gives back the exact
+    frames, on every run: lossy libx264 gave different bitstreams *and different decoded
+    pixels* from run to run for identical input (even single-threaded), which made scores
+    of harness-written media (synthfoley, baseline outputs) drift. The price: players that
+    only take 4:2:0 will not show these files.
+    lossless=False: libx264 yuv420p at ``crf``; an odd width or height is padded by one
+    replicated edge column/row (yuv420p needs even sizes)."""
     frames = check_video(frames, path)
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
@@ -407,20 +414,22 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction
         audio = np.asarray(audio, dtype=np.float32)
         audio = np.clip(check_audio(audio[None] if audio.ndim == 1 else audio, path), -1.0, 1.0)
     _, h, w, _ = frames.shape
-    if h % 2 or w % 2:
+    if not lossless and (h % 2 or w % 2):
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     with _atomic_target(path) as tmp:
         with av.open(str(tmp), "w", format="mp4") as c:
-            vs = c.add_stream("libx264", rate=rate, options={"crf": str(crf)})
-            vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            if lossless:
+                vs = c.add_stream("libx264rgb", rate=rate, options={"qp": "0", "threads": "1"})
+                pix = "rgb24"
+            else:
+                vs = c.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+                pix = "yuv420p"
+            vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], pix
             ast = None
             if audio is not None:
                 ast = c.add_stream("aac", rate=int(sample_rate), layout={1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}c"))
             for i, f in enumerate(frames):
-                # Convert to yuv420p ourselves: letting the encoder reformat implicitly gave
-                # different H.264 bytes from run to run (same frames), which broke content
-                # hashes and the dataset fingerprint; the explicit reformat is reproducible.
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
                 vf.pts, vf.time_base = i, 1 / rate
                 c.mux(vs.encode(vf))
             c.mux(vs.encode())

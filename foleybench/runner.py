@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -204,6 +205,10 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
         for start in _progress(range(0, len(pairs), 64), (len(pairs) + 63) // 64, entry.name, ctx.progress):
             excluded += metric.update(pairs[start:start + 64])
         value = metric.compute()
+        if value.value is not None and not math.isfinite(value.value):
+            # A metric bug must show as a missing value with its reason, never as NaN.
+            value.extras["reason"] = f"non-finite result {value.value!r}"
+            value.value, value.ci = None, None
         prov = metric.provenance()
         results[entry.name] = {
             **value.to_dict(), "higher_is_better": cls.higher_is_better,

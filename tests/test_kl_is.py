@@ -123,3 +123,17 @@ def test_kl_and_is_metrics_end_to_end(clips: tuple[ScoreContext, list[ClipPair]]
     assert out.extras["std"] == pytest.approx(std, rel=1e-4, abs=1e-9)
     assert out.extras["n_splits"] == 2 and out.extras["seed"] == 2020
     assert InceptionScore(ctx, embedder="panns").compute().value is None  # no items: no score
+
+
+def test_inception_score_stays_finite_for_confident_classifiers():
+    """Saturated softmax (p underflows to 0): IS must be the exact value, never NaN."""
+    from foleybench.metrics.functional.inception import inception_score
+
+    n, k = 20, 50
+    logits = np.full((n, k), -1e4)
+    logits[np.arange(n), np.arange(n) % k] = 1e4  # each item certain of its own class
+    mean, std = inception_score(logits, n_splits=10, seed=0)
+    assert mean == pytest.approx(2.0, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+    same = np.zeros((n, k))
+    same[:, 3] = 1e4  # every item certain of the same class: IS 1
+    assert inception_score(same, n_splits=10)[0] == pytest.approx(1.0, rel=1e-12)

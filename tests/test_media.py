@@ -75,9 +75,9 @@ def test_mp4_round_trip(tmp_path: Path, fps: float) -> None:
     assert np.corrcoef(got.samples[0, 4096:n - 4096], audio[0, 4096:n - 4096])[0, 1] > 0.98
 
 
-def test_mp4_odd_size_is_edge_padded(tmp_path: Path) -> None:
+def test_mp4_odd_size_is_edge_padded_when_lossy(tmp_path: Path) -> None:
     frames = smooth_frames(6, 31, 45)
-    path = m.write_mp4(tmp_path / "odd.mp4", frames, 10)
+    path = m.write_mp4(tmp_path / "odd.mp4", frames, 10, lossless=False)
     info = m.probe(path)
     assert (info.width, info.height, info.has_audio) == (46, 32, False)
     clip = m.read_video(path, backend="pyav")
@@ -85,6 +85,18 @@ def test_mp4_odd_size_is_edge_padded(tmp_path: Path) -> None:
     assert np.abs(clip.frames[:, :31, :45].astype(np.int16) - frames).mean() < 3.0
     # the pad replicates the last row/column, it is not a black border
     assert np.abs(clip.frames[:, 31, :45].astype(np.int16) - frames[:, 30]).mean() < 4.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lossless_mp4_is_exact_and_reproducible(tmp_path: Path, backend: str) -> None:
+    """The default writer gives back the very pixels, at any size, and the same bytes twice."""
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, (9, 31, 45, 3), dtype=np.uint8)  # noise: worst case for a codec
+    a = m.write_mp4(tmp_path / "a.mp4", frames, 21.5)
+    b = m.write_mp4(tmp_path / "b.mp4", frames, 21.5)
+    assert a.read_bytes() == b.read_bytes()
+    clip = m.read_video(a, backend=backend)
+    assert clip.fps == pytest.approx(21.5) and np.array_equal(clip.frames, frames)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -203,8 +203,10 @@ def build_network(name: str, factory: Callable[[], torch.nn.Module], *, mode: st
         net = factory()
     if mode == "proxy":
         W.seeded_init(net, seed)
-        if after_init is not None:
-            after_init(net)
+        if after_init is not None:  # e.g. He-normal re-init: same seed discipline
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                after_init(net)
         return net.eval(), "proxy", W.state_dict_sha256(net.state_dict())
     path, digest = W.resolve(name, checkpoint, verify=verify)
     assert load is not None

@@ -33,7 +33,7 @@ from foleybench.metrics.embedders.video_base import (
     read_frames,
 )
 from foleybench.metrics.functional import video_preprocess as vp
-from foleybench.weights import WeightRecord, load_strict, register, resolve
+from foleybench.weights import WeightRecord, he_normal_init, load_strict, register, resolve
 
 register(WeightRecord(
     name="i3d", filename="i3d_torchscript.pt",
@@ -204,12 +204,8 @@ class I3D(VideoEmbedder):
 
 
 def kaiming_convs(net: nn.Module) -> None:
-    """Proxy init: He-normal (fan_in, ReLU) conv weights. torch's default conv init shrinks
-    activations ~3x per layer, and BN in eval (running stats 0/1) does not renormalise, so
-    a default-init proxy outputs near-constant features after 60 layers."""
-    for m in net.modules():
-        if isinstance(m, (nn.Conv3d, nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    """Proxy init: He-normal conv and linear weights (see weights.he_normal_init for why)."""
+    he_normal_init(net, ("Conv3d", "Conv2d", "Linear"))
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,

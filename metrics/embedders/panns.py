@@ -177,5 +177,5 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
     """PANNs Cnn14_16k embedder; ``verify=False`` skips checksum checks (tests only)."""
     net, weights, sha = build_network(
         "panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify, load=_load,
-        after_init=lambda m: m.fill_frontend())  # type: ignore[operator]
+        after_init=lambda m: (W.he_normal_init(m), m.fill_frontend()))  # type: ignore[operator]
     return PANNs(net, weights=weights, checkpoint_sha256=sha, device=device)

@@ -140,5 +140,6 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
           seed: int = 0, verify: bool = True) -> VGGish:
     """VGGish embedder; ``verify=False`` skips checksum checks (tests only)."""
     net, weights, sha = build_network("vggish", VGGishNet, mode=mode, checkpoint=checkpoint,
-                                      seed=seed, verify=verify, load=_load)
+                                      seed=seed, verify=verify, load=_load,
+                                      after_init=W.he_normal_init)
     return VGGish(net, weights=weights, checkpoint_sha256=sha, device=device)

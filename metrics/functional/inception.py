@@ -8,7 +8,7 @@ split i = rows ``[i N // n_splits, (i + 1) N // n_splits)``; mean and population
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
+from scipy.special import log_softmax, logsumexp
 
 
 def inception_score(logits: np.ndarray, n_splits: int = 10, seed: int = 2020,
@@ -32,7 +32,9 @@ def inception_score(logits: np.ndarray, n_splits: int = 10, seed: int = 2020,
     scores = []
     for i in range(n_splits):
         lo, hi = i * n // n_splits, (i + 1) * n // n_splits
-        log_marginal = np.log(p[lo:hi].mean(axis=0, keepdims=True))
+        # log of the split's mean probability, from log-probabilities: with confident
+        # classifiers some p underflow to 0, and log(mean p) = -inf would make 0 * inf = NaN.
+        log_marginal = logsumexp(log_p[lo:hi], axis=0, keepdims=True) - np.log(hi - lo)
         kl = np.sum(p[lo:hi] * (log_p[lo:hi] - log_marginal), axis=1)
         scores.append(float(np.exp(kl.mean())))
     return float(np.mean(scores)), float(np.std(scores))
