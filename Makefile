@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 bench: setup ## the main job on the embedded default (synthfoley), then the drift check
 	$(BIN)/foleybench bench $(BENCHES)
-	$(BIN)/foleybench drift synthfoley --failures-only
+	$(BIN)/foleybench drift synthfoley martel-wagner-table1 --failures-only
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -36,7 +36,7 @@ leaderboard: setup
 	$(BIN)/foleybench leaderboard
 
 drift: setup
-	$(BIN)/foleybench drift synthfoley
+	$(BIN)/foleybench drift synthfoley martel-wagner-table1
 
 clean:
 	rm -rf runs .pytest_cache

@@ -46,6 +46,8 @@ def main(argv: list[str]) -> int:
             traceback.print_exc()
         print(f"[perf] {path.stem} done in {time.time() - t0:.1f} s", flush=True)
     OUT.mkdir(exist_ok=True)
+    if only and (OUT / "perf.json").is_file():  # a partial run updates its own figures only
+        figures = {**json.loads((OUT / "perf.json").read_text()), **figures}
     (OUT / "perf.json").write_text(json.dumps(dict(sorted(figures.items())), indent=2) + "\n")
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                f"{torch.__version__}, threads {torch.get_num_threads()}, "

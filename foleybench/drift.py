@@ -51,6 +51,8 @@ def report(rows: list[dict[str, Any]], only_failures: bool = False) -> str:
               r["tolerance"], "ok" if r["ok"] else "DRIFT"] for r in shown]
     bad = sum(not r["ok"] for r in rows)
     head = f"drift check: {len(rows) - bad} of {len(rows)} values within tolerance"
+    if not shown:
+        return head
     return head + "\n" + tabulate(table, headers=["key", "expected", "got", "diff", "tolerance", "status"])
 
 

@@ -107,8 +107,12 @@ def bar_chart(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher: di
     metrics = [m for m in metrics if any(r["values"].get(m) is not None for r in rows)]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    ncols = min(4, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, metrics):
         names = [r["model"] for r in rows]
         vals = [r["values"].get(m) for r in rows]
         ys = [v if v is not None else 0.0 for v in vals]
