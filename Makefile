@@ -11,7 +11,7 @@ BENCHES ?= synthfoley martel-wagner-table1 vggsound-v2a-mmaudio vggsound-a2v-tem
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)
