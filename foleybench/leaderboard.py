@@ -54,7 +54,9 @@ def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher:
         cells.append(str(r.get("n", DASH)))
         lines.append("| " + " | ".join(cells) + " |")
     for p in published:
-        cells = [f"{p['model']} (published)"] + [fmt(p["values"].get(m)) for m in metrics] + [str(p.get("n", DASH))]
+        # Published numbers are shown as printed in the source: no added or dropped digits.
+        cells = [f"{p['model']} (published)"] + [DASH if p["values"].get(m) is None else f"{p['values'][m]:g}"
+                                                 for m in metrics] + [str(p.get("n", DASH))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -106,7 +106,7 @@ def test_leaderboard_marks_best_missing_and_proxy():
     assert "**0.8000** [0.7000, 0.9000]" in lines[2]
     assert f"**1.000**{PROXY_MARK}" in lines[2]
     assert lines[3].split("|")[3].strip() == DASH  # missing is a dash, never 0
-    assert "Paper (published)" in lines[4] and "2.5" in lines[4]
+    assert "Paper (published)" in lines[4] and "| 2.5 |" in lines[4]
 
 
 def test_drift_detects_changes_and_missing(tmp_path):
