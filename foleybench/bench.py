@@ -89,6 +89,8 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
         render(spec, runs, Path(leaderboard_dir))
         return {}
     manifest = prepare_dataset(spec, Path(runs_dir)).limit(limit)
+    stale = report_stale([m for t in spec.get("tasks", {}).values() for m in t["models"]],
+                         manifest.root if _is_training_set(spec["dataset"]) else None)
     ctx = ScoreContext(device=device, proxy=bool(spec.get("proxy", False)),
                        cache_dir=cache_dir or str(Path(runs_dir) / "cache"), progress=progress,
                        clip_seconds=spec.get("clip_seconds"), seed=int(spec.get("seed", 0)))
@@ -98,8 +100,9 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
             pred = runs / task / model / "media"
             gen = generate(task, model, manifest, pred, seed=ctx.seed, device=device, progress=progress)
             doc = score(task, pred, manifest, tspec["metrics"], ctx, metric_opts=tspec.get("metric_options"),
-                        extra={"benchmark": spec["name"], "model": model, "generation": {
-                            k: gen[k] for k in ("params", "seed", "failures", "generated", "resumed")}})
+                        extra={"benchmark": spec["name"], "model": model, "stale_checkpoint": stale.get(model),
+                               "generation": {k: gen[k] for k in ("params", "seed", "failures", "generated",
+                                                                  "resumed")}})
             write_json(runs / "results" / f"{task}__{model}.json", doc)
             out[f"{task}/{model}"] = doc
             log.info("%s %s %s", spec["name"], task, model)
@@ -113,19 +116,19 @@ def run_evaluation(spec: dict[str, Any], runs: Path, runs_root: Path, out_dir: P
 
     ``evaluate: module:function`` is called with the dataset folder and returns plain
     data; ``render: module`` supplies ``render_markdown``, ``bar_chart`` and
-    ``flat_values``. Stale shipped checkpoints are retrained first, so the table always
-    describes checkpoints trained on this very data.
+    ``flat_values``. Shipped checkpoints are used as they are: a stale one is reported
+    and its column marked, never retrained here (that is ``make train``).
     """
     import importlib
 
     from foleybench.registry import Entry
     from foleybench.results import provenance_block
-    from foleybench.train import retrain
 
     manifest = prepare_dataset({**spec, "dataset": {**spec["dataset"], "split": None}}, runs_root)
-    retrained = retrain(manifest.root, progress=progress)
+    stale = report_stale(spec.get("models", []), manifest.root if _is_training_set(spec["dataset"]) else None)
     result = Entry("evaluate", spec["evaluate"]).load()(manifest.root)
-    doc = {"benchmark": spec["name"], "retrained": retrained, "result": result,
+    result["stale"] = stale
+    doc = {"benchmark": spec["name"], "stale_checkpoints": stale, "result": result,
            "dataset": {"name": manifest.name or "synthfoley", "root": str(manifest.root),
                        "fingerprint": manifest.fingerprint()}, **provenance_block()}
     write_json(runs / "results" / "evaluation.json", doc)
@@ -134,14 +137,39 @@ def run_evaluation(spec: dict[str, Any], runs: Path, runs_root: Path, out_dir: P
     code = doc["code"]
     text = [f"# {spec.get('title', spec['name'])}", "", spec.get("description", "").strip(), "",
             rmod.render_markdown(result, spec, png.name), "",
-            f"Dataset fingerprint `{doc['dataset']['fingerprint'][:16]}`; foleybench {code['harness_version']} "
-            f"(commit `{(code.get('git_commit') or 'unknown')[:10]}`{', dirty' if code.get('git_dirty') else ''}); "
-            f"created {doc['created']}."]
+            f"Dataset fingerprint `{doc['dataset']['fingerprint'][:16]}`; foleybench {code['harness_version']}, "
+            f"code digest `{code['code_digest'][:16]}`."]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{spec['name']}.md").write_text("\n".join(text).rstrip() + "\n")
     write_json(out_dir / f"{spec['name']}.json", {"values": rmod.flat_values(result),
-                                                   "fingerprints": [doc["dataset"]["fingerprint"]]})
+                                                   "fingerprints": [doc["dataset"]["fingerprint"]],
+                                                   "code_digest": code["code_digest"],
+                                                   "stale_checkpoints": stale})
     return doc
+
+
+def _is_training_set(ds: dict[str, Any]) -> bool:
+    """True for the synthfoley set the shipped checkpoints are trained on (48 clips, seed 0):
+    only there is a checkpoint's data fingerprint compared with the data in hand."""
+    return ds.get("name") == "synthfoley" and int(ds.get("clips", 48)) == 48 and int(ds.get("seed", 0)) == 0
+
+
+def report_stale(models: list[str], data_dir: Path | None) -> dict[str, str]:
+    """{model: reason} for the models whose shipped checkpoint is stale, each also logged.
+
+    Only families that ship trained checkpoints (``family.tiny``) can be stale."""
+    from foleybench.train import stale_reason, trained_families
+
+    stale = {}
+    for m in models:
+        family, _, tag = m.partition(".")
+        if tag == "tiny" and family in trained_families():
+            why = stale_reason(m, data_dir)
+            if why:
+                stale[m] = why
+                log.warning("stale checkpoint %s: %s. Its rows are marked; `make train` retrains it "
+                            "(then update and commit the goldens with it).", m, why)
+    return stale
 
 
 def collect(runs: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -200,4 +228,7 @@ def summarise(docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for d in tdocs:
             for m, res in d["metrics"].items():
                 flat[f"{task}/{d['model']}/{m}"] = res.get("value")
-    return {"values": flat, "fingerprints": sorted({d["dataset"]["fingerprint"] for v in docs.values() for d in v})}
+    flat_docs = [d for v in docs.values() for d in v]
+    return {"values": flat, "fingerprints": sorted({d["dataset"]["fingerprint"] for d in flat_docs}),
+            "code_digest": sorted({d["code"].get("code_digest") or "" for d in flat_docs}),
+            "stale_checkpoints": {d["model"]: d["stale_checkpoint"] for d in flat_docs if d.get("stale_checkpoint")}}

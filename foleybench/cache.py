@@ -126,11 +126,9 @@ def cached_apply(
     if todo:
         loader = DataLoader(_Inputs([paths[i] for i in todo], load), batch_size=max(1, ctx.batch_size),
                             num_workers=ctx.num_workers, collate_fn=list)
-        it = iter(loader)
-        if ctx.progress:
-            from tqdm.auto import tqdm
+        from foleybench.progress import track
 
-            it = tqdm(it, total=len(loader), desc=f"{embedder.name}:{what}", unit="batch", leave=False)
+        it = track(loader, len(loader), f"{embedder.name}:{what}", "batch", enabled=ctx.progress, leave=False)
         pos = 0
         for batch in it:
             idx = todo[pos:pos + len(batch)]

@@ -4,7 +4,12 @@ One table per task: rows are models (ours first, then published rows with their
 source), columns are metrics with an arrow for direction. The best of our rows in each
 column is bold; a missing value is a dash, never 0; a score from a proxy evaluator
 carries a dagger and the footnote says what that means. The footer names the dataset
-fingerprint, harness version and commit, so a table can be traced to its run.
+fingerprint, harness version and code digest (a hash of the code, shipped checkpoints,
+specs and pins: :func:`foleybench.results.code_digest`), so a table can be traced to what
+made it. It holds no clock time and no git commit: a table committed with the code that
+made it must come out byte-identical when nothing changed (run times and the commit are
+in the results JSON under runs/). A row whose model's shipped checkpoint is stale carries
+a double dagger.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Any, Sequence
 
 DASH = "—"
 PROXY_MARK = "†"
+STALE_MARK = "‡"
 
 
 def fmt(v: float | None) -> str:
@@ -39,7 +45,7 @@ def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = {m: _best([r["values"].get(m) for r in rows], higher.get(m, True)) for m in metrics}
     for r in rows:
-        cells = [r["model"]]
+        cells = [r["model"] + (f" {STALE_MARK}" if r.get("stale") else "")]
         for m in metrics:
             v = r["values"].get(m)
             s = fmt(v)
@@ -64,7 +70,8 @@ def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher:
 def rows_from_results(docs: Sequence[dict[str, Any]], metrics: Sequence[str]) -> tuple[list[dict], dict[str, bool]]:
     rows, higher = [], {}
     for d in docs:
-        row = {"model": d.get("model", "?"), "values": {}, "ci": {}, "proxy": {}, "n": d["pairing"]["n_scored_pairs"]}
+        row = {"model": d.get("model", "?"), "values": {}, "ci": {}, "proxy": {}, "n": d["pairing"]["n_scored_pairs"],
+               "stale": d.get("stale_checkpoint")}
         for m in metrics:
             res = d["metrics"].get(m)
             if res is None:
@@ -84,10 +91,10 @@ def footer(docs: Sequence[dict[str, Any]]) -> str:
     code = d.get("code", {})
     fps = sorted({x["dataset"]["fingerprint"][:16] for x in docs})
     any_proxy = any(m.get("proxy") for x in docs for m in x["metrics"].values())
+    digests = sorted({(x.get("code", {}).get("code_digest") or "unknown")[:16] for x in docs})
     parts = [
         f"Dataset `{d['dataset']['name']}` fingerprint `{', '.join(fps)}`; "
-        f"foleybench {code.get('harness_version')} (commit `{(code.get('git_commit') or 'unknown')[:10]}`"
-        f"{', dirty' if code.get('git_dirty') else ''}); created {d.get('created')}.",
+        f"foleybench {code.get('harness_version')}, code digest `{', '.join(digests)}`.",
         "Values in brackets are 95% bootstrap intervals over clips (FD: clips resampled in pairs; FD is "
         "biased upward at small N, so its interval can lie above the value). A dash means not measured.",
     ]
@@ -95,6 +102,10 @@ def footer(docs: Sequence[dict[str, Any]]) -> str:
         parts.append(f"{PROXY_MARK} proxy evaluator: seeded random-init weights, because the pretrained "
                      "checkpoint is absent on this machine. Such scores check the pipeline; they are not "
                      "comparable to published numbers.")
+    stale = sorted({(x["model"], x["stale_checkpoint"]) for x in docs if x.get("stale_checkpoint")})
+    if stale:
+        parts.append(f"{STALE_MARK} stale checkpoint (used as shipped; `make train` retrains it): "
+                     + "; ".join(f"{m}: {why}" for m, why in stale) + ".")
     return "\n\n".join(parts)
 
 

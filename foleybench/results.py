@@ -25,10 +25,53 @@ _LIBS = ["torch", "torchaudio", "torchvision", "numpy", "scipy", "librosa", "ope
          "av", "decord", "soundfile", "open_clip_torch", "encodec"]
 
 
+_DIGEST_SUFFIXES = {".py", ".pt", ".yaml", ".csv", ".toml", ".lock"}
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 over (relative path, sha256) of every file that can change a number: the
+    package's Python modules (foleybench, its metrics and baselines), shipped
+    checkpoints and data, the benchmark specs, pyproject.toml and requirements.lock.
+
+    Unlike a git commit it can be written into a tracked leaderboard: committing the
+    table does not change it, and it is the same in a clone, a tarball or an install.
+    """
+    import hashlib
+    from importlib.util import find_spec
+
+    from foleybench.hashing import sha256_file
+
+    roots = {}
+    for mod in ("foleybench", "foleybench.metrics", "foleybench.baselines"):
+        spec = find_spec(mod)
+        if spec and spec.submodule_search_locations:
+            roots[mod] = Path(list(spec.submodule_search_locations)[0])
+    repo = Path(foleybench.__file__).resolve().parent.parent
+    files: dict[str, Path] = {}
+    for mod, root in roots.items():
+        for p in root.rglob("*"):
+            if p.is_file() and p.suffix in _DIGEST_SUFFIXES and "__pycache__" not in p.parts:
+                rel = p.relative_to(root).as_posix()
+                if mod == "foleybench" and rel.split("/")[0] in ("metrics", "baselines"):
+                    continue  # a regular install nests them; counted under their own name
+                files[f"{mod}/{rel}"] = p
+    for rel in ("pyproject.toml", "requirements.lock"):
+        if (repo / rel).is_file():
+            files[rel] = repo / rel
+    for p in sorted((repo / "benchmarks").glob("*.yaml")):
+        files[f"benchmarks/{p.name}"] = p
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{sha256_file(files[rel])}\n".encode())
+    return h.hexdigest()
+
+
 @lru_cache(maxsize=1)
 def code_version() -> dict[str, Any]:
     here = Path(foleybench.__file__).resolve().parent.parent
-    info: dict[str, Any] = {"harness_version": foleybench.__version__, "git_commit": None, "git_dirty": None}
+    info: dict[str, Any] = {"harness_version": foleybench.__version__, "code_digest": code_digest(),
+                            "git_commit": None, "git_dirty": None}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                                 timeout=5)

@@ -41,11 +41,9 @@ def clip_seed(run_seed: int, clip_id: str) -> int:
 
 
 def _progress(it: Iterable, total: int, desc: str, on: bool, unit: str = "batch") -> Iterable:
-    if not on:
-        return it
-    from tqdm.auto import tqdm
+    from foleybench.progress import track
 
-    return tqdm(it, total=total, desc=desc, unit=unit)
+    return track(it, total, desc, unit, enabled=on)
 
 
 def build_model(name: str, task: str, dataset: Manifest, seed: int, device: str) -> Any:

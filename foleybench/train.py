@@ -3,9 +3,10 @@
 ``train`` is seeded and resumable: batch t is drawn from ``default_rng([seed, t])``, so a
 run resumed from a checkpoint draws the batches an uninterrupted run would have drawn.
 A checkpoint records the recipe hash (config + steps + seed + code version) and the
-data fingerprint (``Manifest.fingerprint`` of the training split); ``stale_checkpoints``
-compares both with what training would use now, so ``make bench`` retrains only what
-changed. Clips are cut as the paper does (Sec. III-B): audio to a whole number of video
+data fingerprint (``Manifest.fingerprint`` of the training split, which covers decoded
+content, not container bytes); ``stale_checkpoints`` compares both with what training
+would use now. ``make bench`` only reports stale checkpoints (and marks their rows);
+retraining is ``make train``. Clips are cut as the paper does (Sec. III-B): audio to a whole number of video
 frames, video to the frames that audio covers.
 """
 from __future__ import annotations
@@ -122,7 +123,7 @@ def train(model_name: str, data_dir: str | Path, out_ckpt: str | Path, steps: in
     Resumes from ``out_ckpt`` when it holds the same recipe and data; a finished run
     returns at once. Writes the loss curve next to the checkpoint (``*.loss.png``).
     """
-    from tqdm import tqdm
+    from foleybench.progress import Stage
 
     family, _, tag = model_name.partition(".")
     cfg = mw.get_config(family, tag)
@@ -155,7 +156,7 @@ def train(model_name: str, data_dir: str | Path, out_ckpt: str | Path, steps: in
 
     net.train()
     warm = cfg.warm_frames * cfg.spf
-    bar = tqdm(total=steps, initial=done, desc=model_name, disable=not progress)
+    bar = Stage(f"train {model_name}", total=steps, unit="step", initial=done, enabled=progress)
     t0 = time.perf_counter()
     while done < steps:
         # cosine decay to 10% of lr: a function of the step, so resuming does not change it
@@ -187,24 +188,48 @@ def train(model_name: str, data_dir: str | Path, out_ckpt: str | Path, steps: in
             "loss_png": str(png)}
 
 
-def stale_checkpoints(data_dir: str | Path, tags: tuple[str, ...] = ("tiny",)) -> list[str]:
-    """Names of shipped checkpoints that are missing, or were trained on other data or
-    with another recipe (config, default steps, seed 0, code version) than now."""
-    fingerprint = read_manifest(data_dir).split("train").fingerprint()
-    stale = []
+def stale_reason(name: str, data_dir: str | Path | None = None) -> str | None:
+    """Why the shipped checkpoint of ``name`` (``family.tiny``) does not describe today's
+    recipe, or None when it does.
+
+    Stale means: the file is missing, unfinished, trained with another recipe (config,
+    default steps, seed 0, code version: ``recipe_hash``), or, when ``data_dir`` is
+    given, on data whose content fingerprint differs from that folder's train split.
+    Container bytes do not count: the fingerprint covers decoded content.
+    """
+    family, _, tag = name.partition(".")
+    path = mw.default_checkpoint(name)
+    if not path.is_file():
+        return f"{path} is missing"
+    cfg = mw.get_config(family, tag)
+    ck = mw.load_checkpoint(path)
+    if ck.get("recipe_hash") != recipe_hash(cfg, cfg.steps, 0):
+        return (f"recipe changed since it was trained (config, steps, seed or code version; "
+                f"checkpoint {str(ck.get('code_version'))}, code now {mw.CODE_VERSION})")
+    if ck.get("steps_done") != cfg.steps:
+        return f"unfinished: {ck.get('steps_done')} of {cfg.steps} steps"
+    if data_dir is not None:
+        fp = read_manifest(data_dir).split("train").fingerprint()
+        if ck.get("data_fingerprint") != fp:
+            return (f"trained on other data (fingerprint {str(ck.get('data_fingerprint'))[:12]}, "
+                    f"the train split here is {fp[:12]})")
+    return None
+
+
+def trained_families() -> tuple[str, ...]:
+    """Families whose ``tiny`` config ships a trained checkpoint."""
+    return tuple(mw.FAMILIES)
+
+
+def stale_checkpoints(data_dir: str | Path | None = None, tags: tuple[str, ...] = ("tiny",)) -> dict[str, str]:
+    """{name: reason} for every shipped checkpoint that is stale (see :func:`stale_reason`)."""
+    out = {}
     for family in mw.FAMILIES:
         for tag in tags:
-            name = f"{family}.{tag}"
-            path = mw.default_checkpoint(name)
-            cfg = mw.get_config(family, tag)
-            if not path.is_file():
-                stale.append(name)
-                continue
-            ck = mw.load_checkpoint(path)
-            if (ck.get("recipe_hash") != recipe_hash(cfg, cfg.steps, 0)
-                    or ck.get("data_fingerprint") != fingerprint or ck.get("steps_done") != cfg.steps):
-                stale.append(name)
-    return stale
+            why = stale_reason(f"{family}.{tag}", data_dir)
+            if why:
+                out[f"{family}.{tag}"] = why
+    return out
 
 
 DEFAULT_DATA = Path("runs/data/synthfoley-48-s0")
@@ -219,9 +244,13 @@ def default_data(root: str | Path = DEFAULT_DATA) -> Path:
 
 
 def retrain(data_dir: str | Path | None = None, force: bool = False, progress: bool = True) -> list[str]:
-    """Retrain the shipped tiny checkpoints that are stale (all of them with ``force``)."""
+    """Retrain the shipped tiny checkpoints that are stale (all of them with ``force``).
+
+    Only ``make train`` (``python -m foleybench.train``) calls this: ``make bench`` never
+    retrains. Training is not bit-reproducible across CPUs, so after retraining the
+    goldens must be updated and both committed together (docs/PROTOCOL.md)."""
     data = Path(data_dir) if data_dir else default_data()
-    names = [f"{f}.tiny" for f in mw.FAMILIES] if force else stale_checkpoints(data)
+    names = [f"{f}.tiny" for f in mw.FAMILIES] if force else list(stale_checkpoints(data))
     for name in names:
         path = mw.default_checkpoint(name)
         if force and path.exists():

@@ -198,7 +198,7 @@ def test_strided_config_leaves_shipped_configs_alone():
         mw.MWModel(strided, "av_transformer.tiny", path)
     data = "runs/data/synthfoley-48-s0"
     if __import__("os").path.isdir(data):
-        assert stale_checkpoints(data) == []
+        assert stale_checkpoints(data) == {}
 
 
 @pytest.mark.parametrize("stride", [4, 5])

@@ -74,14 +74,21 @@ def test_training_reduces_loss(data_dir, tmp_path, family, drop):
 def test_stale_checkpoints(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(mw, "CHECKPOINT_DIR", tmp_path)
     names = [f"{f}.debug" for f in mw.FAMILIES]
-    assert T.stale_checkpoints(data_dir, tags=("debug",)) == names
+    stale = T.stale_checkpoints(data_dir, tags=("debug",))
+    assert list(stale) == names and all("is missing" in why for why in stale.values())
     T.train("deepfusion.debug", data_dir, mw.default_checkpoint("deepfusion.debug"), progress=False)
-    assert T.stale_checkpoints(data_dir, tags=("debug",)) == names[1:]
+    assert list(T.stale_checkpoints(data_dir, tags=("debug",))) == names[1:]
+    # a code-version bump makes it stale, and says so
+    monkeypatch.setattr(mw, "CODE_VERSION", "mw-test-bump")
+    assert "recipe changed" in T.stale_reason("deepfusion.debug", data_dir)
+    monkeypatch.undo()
+    monkeypatch.setattr(mw, "CHECKPOINT_DIR", tmp_path)
     # same code and recipe, different data: stale again
     m = Manifest.read(data_dir / "manifest.csv")
     moved = [r.__class__(**{**r.__dict__, "split": "train"}) for r in m]
     Manifest(moved, m.root).write(tmp_path / "manifest.csv")
-    assert T.stale_checkpoints(tmp_path / "manifest.csv", tags=("debug",)) == names
+    stale = T.stale_checkpoints(tmp_path / "manifest.csv", tags=("debug",))
+    assert list(stale) == names and "trained on other data" in stale["deepfusion.debug"]
 
 
 def test_evaluate_table1_and_ablation(data_dir, tmp_path):

@@ -5,26 +5,37 @@ A manifest is a CSV with one row per clip. Columns (the ones marked * are requir
   video      path of the video file (mp4), relative to the manifest's folder
   audio      path of a lossless audio file (wav/flac) when one exists; else empty and
              the audio is read from the video's audio track
-  sha256     sha256 of the video file (or of the audio file when there is no video)
+  sha256     sha256 of the video file's bytes (or of the audio file when there is no video)
   duration_s clip length in seconds
   label      label text (the class name); used for CLIPSIM prompts and label tokens
   split      "train" / "test" / ...
   events     ground-truth event times in seconds, ";"-separated, where known
-The fingerprint is the sha256 of the canonical manifest (rows sorted by clip_id, the
-columns above, paths as written), so two machines holding the same files agree on it.
+  audio_sha256   sha256 of the lossless audio file's bytes, when there is one
+  content_sha256 sha256 of the clip's decoded content (:func:`foleybench.hashing.content_sha256`)
+
+The fingerprint identifies the dataset's content (docs/PROTOCOL.md, "Fingerprints"): the
+sha256 of the canonical rows (sorted by clip_id: id, paths relative to the manifest's
+folder, duration, label, split, events) each with one content key. The key is the
+``content_sha256`` column when the manifest has it (recipe-made sets such as synthfoley,
+whose container bytes differ between machines while what they decode to does not);
+otherwise it is the sha256 of the bytes of the clip's video and audio files as they are
+on disk now (cached by path, size and mtime), so replacing any file changes it.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from foleybench.api import InputError
+from foleybench.hashing import sha256_file, sha256_file_cached  # noqa: F401  (sha256_file: re-export)
 
-COLUMNS = ["clip_id", "video", "audio", "sha256", "duration_s", "label", "split", "events"]
+COLUMNS = ["clip_id", "video", "audio", "sha256", "duration_s", "label", "split", "events",
+           "audio_sha256", "content_sha256"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class ClipRecord:
     label: str = ""
     split: str = "test"
     events: tuple[float, ...] | None = None
+    audio_sha256: str = ""
+    content_sha256: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -45,12 +58,22 @@ class ClipRecord:
         return self.audio or self.video
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def content_key(r: ClipRecord) -> str:
+    """What a clip's fingerprint row says about its media: its decoded-content hash when
+    the manifest gives one, else the sha256 of each media file's bytes as on disk now
+    (the declared column value, marked so, for a file that is missing)."""
+    if r.content_sha256:
+        return f"content:{r.content_sha256}"
+    parts = []
+    for path, declared in ((r.video, r.sha256 if r.video else ""), (r.audio, r.audio_sha256 or
+                                                                    ("" if r.video else r.sha256))):
+        if not path:
+            parts.append("-")
+        elif os.path.isfile(path):
+            parts.append(sha256_file_cached(path))
+        else:
+            parts.append(f"missing:{declared}")
+    return "bytes:" + ":".join(parts)
 
 
 class Manifest:
@@ -65,6 +88,7 @@ class Manifest:
         if dup:
             raise InputError(str(self.root), f"duplicate clip ids in manifest: {dup[:5]}")
         self._by_id = {r.clip_id: r for r in self.records}
+        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -105,7 +129,7 @@ class Manifest:
         for r in sorted(self.records, key=lambda r: r.clip_id):
             ev = "" if r.events is None else ";".join(f"{t:.6f}" for t in r.events)
             w.writerow([r.clip_id, self._rel(r.video), self._rel(r.audio), r.sha256,
-                        f"{r.duration_s:.6f}", r.label, r.split, ev])
+                        f"{r.duration_s:.6f}", r.label, r.split, ev, r.audio_sha256, r.content_sha256])
         return buf.getvalue()
 
     def write(self, path: str | Path) -> Path:
@@ -114,7 +138,18 @@ class Manifest:
         return path
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.to_csv_text().encode()).hexdigest()
+        """Content fingerprint (module docstring); computed once per Manifest object."""
+        if self._fingerprint is None:
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["foleybench.fingerprint/2", "clip_id", "video", "audio", "duration_s", "label", "split",
+                        "events", "content"])
+            for r in sorted(self.records, key=lambda r: r.clip_id):
+                ev = "" if r.events is None else ";".join(f"{t:.6f}" for t in r.events)
+                w.writerow(["", r.clip_id, self._rel(r.video), self._rel(r.audio), f"{r.duration_s:.6f}",
+                            r.label, r.split, ev, content_key(r)])
+            self._fingerprint = hashlib.sha256(buf.getvalue().encode()).hexdigest()
+        return self._fingerprint
 
     @classmethod
     def read(cls, path: str | Path, name: str = "") -> "Manifest":
@@ -145,6 +180,8 @@ def _record_from_row(row: dict, root: Path, path: Path, line: int) -> ClipRecord
             sha256=(row.get("sha256") or "").strip(),
             duration_s=float(row.get("duration_s") or 0.0), label=(row.get("label") or "").strip(),
             split=(row.get("split") or "test").strip(), events=ev,
+            audio_sha256=(row.get("audio_sha256") or "").strip(),
+            content_sha256=(row.get("content_sha256") or "").strip(),
         )
     except (ValueError, KeyError) as exc:
         raise InputError(f"{path}:{line}", f"bad manifest row ({exc})") from None

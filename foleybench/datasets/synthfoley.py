@@ -10,7 +10,10 @@ Files written by :func:`generate` into ``out_dir``:
   {clip_id}.mp4   H.264 video with AAC audio (what V2A models are given)
   {clip_id}.wav   the same audio, lossless PCM16; the manifest's ``audio`` column points
                   here because AAC's priming delay is close to AV-Align's +-1/fps window
-  manifest.csv    :mod:`foleybench.datasets.base` columns (sha256 of the mp4)
+  manifest.csv    :mod:`foleybench.datasets.base` columns: sha256 of the mp4's bytes,
+                  audio_sha256 of the wav's, and content_sha256 of the decoded frames
+                  and wav samples. The fingerprint uses the last: the mp4 bytes (its AAC
+                  track) differ between machines, the decoded frames and wav do not.
   synth.json      config, seed, clip count and generator version; :class:`SynthFoley`
                   regenerates when it differs from what is asked for
 """
@@ -22,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from foleybench.datasets.base import ClipRecord, Manifest, sha256_file
+from foleybench.datasets.base import ClipRecord, Manifest
 from foleybench.datasets.synth_scenes import SCENES
+from foleybench.hashing import content_sha256, sha256_file
 
 GENERATOR_VERSION = "1"          # bump whenever a renderer's output changes
+MANIFEST_VERSION = 2             # 2: audio_sha256 and content_sha256 columns
 CLASSES: tuple[str, ...] = tuple(SCENES)
 NOISE_FLOOR = 3e-4               # RMS of the shared background noise (about -70 dBFS)
 
@@ -107,7 +112,7 @@ def clip_plan(n_clips: int, cfg: SynthConfig) -> list[tuple[str, str, str]]:
 
 
 def _meta(n_clips: int, seed: int, cfg: SynthConfig) -> dict:
-    return {"generator": "synthfoley", "version": GENERATOR_VERSION, "seed": int(seed),
+    return {"generator": "synthfoley", "version": GENERATOR_VERSION, "manifest": MANIFEST_VERSION, "seed": int(seed),
             "n_clips": int(n_clips), "config": cfg.to_json()}
 
 
@@ -125,10 +130,9 @@ def generate(out_dir: str | Path, n_clips: int, seed: int = 0, cfg: SynthConfig 
     for old in list(out.glob("synth_*.mp4")) + list(out.glob("synth_*.wav")):
         if old.name not in keep:
             old.unlink()
-    it = enumerate(plan)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, total=len(plan), desc="synthfoley", unit="clip")
+    from foleybench.progress import track
+
+    it = track(enumerate(plan), len(plan), "synthfoley", "clip", enabled=progress)
     records = []
     for i, (cid, cls, split) in it:
         clip = render_clip(cls, int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]), cfg)
@@ -136,7 +140,8 @@ def generate(out_dir: str | Path, n_clips: int, seed: int = 0, cfg: SynthConfig 
         wav = write_wav(out / f"{cid}.wav", clip.audio, cfg.sample_rate)
         records.append(ClipRecord(
             clip_id=cid, video=str(mp4.resolve()), audio=str(wav.resolve()), sha256=sha256_file(mp4),
-            duration_s=clip.frames.shape[0] / cfg.fps, label=clip.label, split=split, events=clip.events))
+            duration_s=clip.frames.shape[0] / cfg.fps, label=clip.label, split=split, events=clip.events,
+            audio_sha256=sha256_file(wav), content_sha256=content_sha256(mp4, wav)))
     manifest = Manifest(records, out.resolve(), "synthfoley")
     manifest.write(out / "manifest.csv")
     (out / "synth.json").write_text(json.dumps(_meta(n_clips, seed, cfg), indent=2, sort_keys=True) + "\n")
