@@ -4,7 +4,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCHES ?= synthfoley martel-wagner-table1 vggsound-v2a-mmaudio vggsound-a2v-tempotokens
 
 .PHONY: setup bench test lint perf train leaderboard drift clean
 
@@ -17,8 +16,8 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)
 
 bench: setup ## the main job on the embedded default (synthfoley), then the drift check
-	$(BIN)/foleybench bench $(BENCHES)
-	$(BIN)/foleybench drift synthfoley martel-wagner-table1 --failures-only
+	$(BIN)/foleybench bench --all
+	$(BIN)/foleybench drift --all --failures-only
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -36,7 +35,7 @@ leaderboard: setup
 	$(BIN)/foleybench leaderboard
 
 drift: setup
-	$(BIN)/foleybench drift synthfoley martel-wagner-table1
+	$(BIN)/foleybench drift --all
 
 clean:
 	rm -rf runs .pytest_cache

@@ -23,16 +23,6 @@ import torch
 
 from foleybench.baselines import martel_wagner as mw
 
-# Synthfoley class -> the Martel & Wagner test video it stands for.
-CLASSES = {"car_passing": "car chase", "clapping": "clapping", "rain_nature": "nature"}
-# arXiv 2308.12408 Table I, copied from PUBLISHED.md (their "cross-entropy"; some negative).
-PUBLISHED = {
-    "car chase": {"deepfusion": 1.65133e-05, "wavenet_video": -0.03785, "av_transformer": -0.22000},
-    "clapping": {"deepfusion": -1.36272e-07, "wavenet_video": 0.00029, "av_transformer": -0.00797},
-    "nature": {"deepfusion": 1.04321e-05, "wavenet_video": 0.01669, "av_transformer": -0.00862},
-}
-SOURCE = "arXiv 2308.12408 Table I"
-
 
 def synth_class(clip_id: str) -> str:
     """Synthfoley clip ids read ``synth_<class>_<index>``; the label column is a caption."""
@@ -51,8 +41,8 @@ def clip_ce(net: torch.nn.Module, audio: torch.Tensor, video_padded: torch.Tenso
     return float(mw.loss_fn(out, audio[None], net.cfg)) * n, n
 
 
-def _variants(clips: list) -> dict[str, list[torch.Tensor]]:
-    """Video per clip for the three ablation conditions (each [F + n - 1, 3, S, S])."""
+def _variants(clips: list, conds: list[str]) -> dict[str, list[torch.Tensor]]:
+    """Video per clip for each ablation condition in ``conds`` (each [F + n - 1, 3, S, S])."""
     k = len(clips) // 2 or 1
     shuffled = []
     for i, c in enumerate(clips):
@@ -61,32 +51,49 @@ def _variants(clips: list) -> dict[str, list[torch.Tensor]]:
         if other.shape[0] < need:
             other = torch.cat([other, other[-1:].expand(need - other.shape[0], -1, -1, -1)])
         shuffled.append(other[:need])
-    return {"true": [c.video_padded for c in clips],
-            "zeroed": [torch.zeros_like(c.video_padded) for c in clips],
-            "shuffled": shuffled}
+    out = {"true": [c.video_padded for c in clips],
+           "zeroed": [torch.zeros_like(c.video_padded) for c in clips],
+           "shuffled": shuffled}
+    return {c: out[c] for c in conds}
 
 
-def evaluate_table1(data_dir: str | Path, checkpoints: Mapping[str, str | Path | None] | None = None,
+CONDITIONS = ("true", "zeroed", "shuffled")
+
+
+def evaluate_table1(data_dir: str | Path, spec: Any = None,
+                    checkpoints: Mapping[str, str | Path | None] | None = None,
                     max_clips_per_class: int | None = None) -> dict[str, Any]:
-    """Per-class validation cross-entropy on the test split, and the ablation.
+    """Per-class validation cross-entropy on the spec's split, and the ablation.
 
-    checkpoints: family -> checkpoint file (None or missing: the shipped tiny checkpoint).
-    Returns plain data: ``rows`` (one per class: ours per family and the published
-    values), ``ablation`` (one per family: true / zeroed / shuffled CE over all test
-    clips of the three classes), ``models`` (checkpoint provenance) and ``units``.
+    spec: the benchmark spec (:class:`foleybench.spec.BenchSpec`; default
+    benchmarks/martel-wagner-table1.yaml): its ``rows`` name the synthfoley classes, its
+    ``columns`` the families and the model whose shipped checkpoint each uses, its
+    ``ablation.conditions`` the video conditions (of true, zeroed, shuffled).
+    checkpoints: column key -> checkpoint file, overriding the shipped one.
+    Returns plain data: ``rows`` (one per class: ours per column), ``ablation`` (one per
+    column: CE per condition over all scored clips), ``models`` (checkpoint provenance).
     """
     from foleybench.train import load_clips, read_manifest
 
+    if spec is None:
+        from foleybench.bench import load_spec
+        spec = load_spec("martel-wagner-table1")
+    classes = {r.key: r.title for r in spec.rows}
+    conds = list(spec.ablation.conditions) if spec.ablation else ["true"]
+    unknown = [c for c in conds if c not in CONDITIONS]
+    if unknown or conds[0] != "true":
+        raise ValueError(f"{spec.path}: ablation conditions {conds}: want 'true' first, then any of {CONDITIONS}")
     checkpoints = dict(checkpoints or {})
-    test = read_manifest(data_dir).split("test")
-    recs = [r for r in test if synth_class(r.clip_id) in CLASSES]
+    test = read_manifest(data_dir).split(spec.dataset.split or "test")
+    recs = [r for r in test if synth_class(r.clip_id) in classes]
     if max_clips_per_class is not None:
-        recs = [r for cls in CLASSES for r in [x for x in recs if synth_class(x.clip_id) == cls][:max_clips_per_class]]
-    per_class: dict[str, dict[str, float]] = {c: {} for c in CLASSES}
+        recs = [r for cls in classes for r in [x for x in recs if synth_class(x.clip_id) == cls][:max_clips_per_class]]
+    per_class: dict[str, dict[str, float]] = {c: {} for c in classes}
     n_class: dict[str, int] = {}
     ablation, models = [], {}
-    for family in mw.FAMILIES:
-        ck = checkpoints.get(family) or checkpoints.get(f"{family}.tiny") or mw.default_checkpoint(f"{family}.tiny")
+    for col in spec.columns:
+        family = col.key
+        ck = checkpoints.get(family) or mw.default_checkpoint(col.model or f"{family}.tiny")
         meta = mw.load_checkpoint(ck)
         fam, tag = meta["model"].split(".")
         cfg = mw.get_config(fam, tag)
@@ -96,22 +103,20 @@ def evaluate_table1(data_dir: str | Path, checkpoints: Mapping[str, str | Path |
         clips = load_clips(type(test)(recs, test.root), cfg)
         clips = [type(c)(c.clip_id, synth_class(c.clip_id), c.audio, c.video_padded) for c in clips]
         sums = {}
-        for cond, videos in _variants(clips).items():
+        for cond, videos in _variants(clips, conds).items():
             tot, cnt = {}, {}
             for c, v in zip(clips, videos):
                 s, n = clip_ce(net, c.audio, v)
                 tot[c.label], cnt[c.label] = tot.get(c.label, 0.0) + s, cnt.get(c.label, 0) + n
             sums[cond] = (tot, cnt)
             if cond == "true":
-                for cls in CLASSES:
+                for cls in classes:
                     per_class[cls][family] = tot[cls] / cnt[cls] if cnt.get(cls) else None
                     n_class[cls] = sum(1 for c in clips if c.label == cls)
         ablation.append({"model": family, "checkpoint": meta["model"],
                          **{cond: sum(t.values()) / max(1, sum(n.values())) for cond, (t, n) in sums.items()}})
     rows = [{"class": cls, "stands_for": vid, "n_clips": n_class.get(cls, 0),
-             **{f: per_class[cls].get(f) for f in mw.FAMILIES},
-             **{f"published.{f}": PUBLISHED[vid][f] for f in mw.FAMILIES}}
-            for cls, vid in CLASSES.items()]
-    return {"rows": rows, "ablation": ablation, "models": models, "source": SOURCE,
-            "data_fingerprint": test.fingerprint(),
-            "units": f"nats per sample, mu-law 256 classes (uniform guess = {math.log(256):.3f})"}
+             **{c.key: per_class[cls].get(c.key) for c in spec.columns}}
+            for cls, vid in classes.items()]
+    return {"rows": rows, "ablation": ablation, "models": models, "data_fingerprint": test.fingerprint(),
+            "uniform_ce": math.log(256)}

@@ -145,10 +145,24 @@ def cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_names(a: argparse.Namespace, only_with_goldens: bool = False) -> list[str]:
+    """The names given, or with --all every benchmark in benchmarks/*.yaml (with goldens, for drift)."""
+    from foleybench.bench import BENCH_DIR, list_benchmarks
+
+    if a.all and a.names:
+        raise FoleybenchError("give benchmark names or --all, not both")
+    if not a.all:
+        if not a.names:
+            raise FoleybenchError("name a benchmark (`foleybench list benchmarks`) or pass --all")
+        return a.names
+    names = list_benchmarks()
+    return [n for n in names if (BENCH_DIR / "expected" / f"{n}.json").is_file()] if only_with_goldens else names
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from foleybench.bench import run_benchmark
 
-    for name in a.names:
+    for name in _bench_names(a):
         run_benchmark(name, runs_dir=a.runs, leaderboard_dir=a.leaderboard, device=a.device, data=a.data,
                       progress=not a.quiet, limit=a.limit)
         print(f"wrote {Path(a.leaderboard) / (name + '.md')}")
@@ -160,7 +174,10 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
     for name in a.names or list_benchmarks():
         spec = load_spec(name)
-        path = render(spec, Path(a.runs) / spec["name"], Path(a.leaderboard))
+        if spec.kind == "evaluate":
+            print(f"skipped {name}: an evaluate benchmark is rendered when it runs (`foleybench bench {name}`)")
+            continue
+        path = render(spec, Path(a.runs) / spec.name, Path(a.leaderboard))
         print(f"wrote {path}")
     return 0
 
@@ -171,7 +188,7 @@ def cmd_drift(a: argparse.Namespace) -> int:
     from foleybench.results import read_json
 
     code = 0
-    for name in a.names:
+    for name in _bench_names(a, only_with_goldens=True):
         current = read_json(Path(a.leaderboard) / f"{name}.json")["values"]
         golden = BENCH_DIR / "expected" / f"{name}.json"
         if a.update:
@@ -278,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_score)
 
     p = sub.add_parser("bench", help="run a benchmark (benchmarks/NAME.yaml) end to end")
-    p.add_argument("names", nargs="+")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true", help="every benchmark in benchmarks/*.yaml")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", help="dataset folder for benchmarks on real data (VGGSound)")
     p.add_argument("--runs", default="runs")
@@ -294,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_leaderboard)
 
     p = sub.add_parser("drift", help="compare leaderboard/NAME.json with benchmarks/expected/NAME.json")
-    p.add_argument("names", nargs="+")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true", help="every benchmark that has goldens in benchmarks/expected/")
     p.add_argument("--leaderboard", default="leaderboard")
     p.add_argument("--update", action="store_true", help="store today's values as the goldens")
     p.add_argument("--failures-only", action="store_true")

@@ -39,8 +39,9 @@ def _best(values: list[float | None], higher: bool) -> float | None:
 
 
 def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher: dict[str, bool],
-                 published: Sequence[dict[str, Any]] = ()) -> str:
-    """rows: {"model", "values": {metric: value}, "ci": {metric: (lo, hi)}, "proxy": {metric: bool}, "n"}."""
+                 published: Sequence[Any] = ()) -> str:
+    """rows: {"model", "values": {metric: value}, "ci": {metric: (lo, hi)}, "proxy": {metric: bool}, "n"};
+    published: :class:`foleybench.spec.PublishedRow` (model, values, n)."""
     head = ["model"] + [f"{m} {'↑' if higher.get(m, True) else '↓'}" for m in metrics] + ["N"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = {m: _best([r["values"].get(m) for r in rows], higher.get(m, True)) for m in metrics}
@@ -61,14 +62,14 @@ def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher:
         lines.append("| " + " | ".join(cells) + " |")
     for p in published:
         # Published numbers are shown as printed in the source: no added or dropped digits.
-        cells = [f"{p['model']} (published)"] + [DASH if p["values"].get(m) is None else f"{p['values'][m]:g}"
-                                                 for m in metrics] + [str(p.get("n", DASH))]
+        cells = [f"{p.model} (published)"] + [DASH if p.values.get(m) is None else f"{p.values[m]:g}"
+                                              for m in metrics] + [DASH if p.n is None else str(p.n)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def rows_from_results(docs: Sequence[dict[str, Any]], metrics: Sequence[str]) -> tuple[list[dict], dict[str, bool]]:
-    rows, higher = [], {}
+def rows_from_results(docs: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[dict]:
+    rows = []
     for d in docs:
         row = {"model": d.get("model", "?"), "values": {}, "ci": {}, "proxy": {}, "n": d["pairing"]["n_scored_pairs"],
                "stale": d.get("stale_checkpoint")}
@@ -79,9 +80,8 @@ def rows_from_results(docs: Sequence[dict[str, Any]], metrics: Sequence[str]) ->
             row["values"][m] = res.get("value")
             row["ci"][m] = res.get("ci")
             row["proxy"][m] = bool(res.get("proxy"))
-            higher[m] = bool(res.get("higher_is_better", True))
         rows.append(row)
-    return rows, higher
+    return rows
 
 
 def footer(docs: Sequence[dict[str, Any]]) -> str:

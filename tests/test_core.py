@@ -13,6 +13,7 @@ from foleybench.api import AudioOutput, FoleybenchError, InputError, check_outpu
 from foleybench.datasets.base import ClipRecord, Manifest
 from foleybench.leaderboard import DASH, PROXY_MARK, render_table
 from foleybench.registry import METRICS, MODELS, UnknownNameError
+from foleybench.spec import PublishedRow
 
 
 def test_unknown_names_suggest_close_matches():
@@ -100,7 +101,7 @@ def test_leaderboard_marks_best_missing_and_proxy():
         {"model": "noise", "values": {"av_align": 0.1, "fd": None}, "proxy": {}, "n": 10},
     ]
     md = render_table(rows, ["av_align", "fd"], {"av_align": True, "fd": False},
-                      published=[{"model": "Paper", "values": {"fd": 2.5}}])
+                      published=[PublishedRow(model="Paper", source="x", values={"fd": 2.5})])
     lines = md.splitlines()
     assert "av_align ↑" in lines[0] and "fd ↓" in lines[0]
     assert "**0.8000** [0.7000, 0.9000]" in lines[2]
@@ -111,21 +112,27 @@ def test_leaderboard_marks_best_missing_and_proxy():
 
 def test_drift_detects_changes_and_missing(tmp_path):
     golden = {"tolerances": {"default": {"abs": 0.0, "rel": 1e-3}, "av_align": {"abs": 0.01, "rel": 0}},
-              "values": {"v2a/oracle/av_align": 0.5, "v2a/oracle/fd_x": 10.0, "v2a/noise/fd_x": None}}
+              "values": {"v2a": {"oracle": {"av_align": 0.5, "fd_x": 10.0}, "noise": {"fd_x": None}}}}
     path = tmp_path / "g.json"
     path.write_text(json.dumps(golden))
-    ok = {"v2a/oracle/av_align": 0.505, "v2a/oracle/fd_x": 10.005, "v2a/noise/fd_x": None}
-    rc, text = drift.check(path, ok)
-    assert rc == 0, text
-    rc, text = drift.check(path, {**ok, "v2a/oracle/av_align": 0.52})
+
+    def cur(av=0.505, fd=10.005, noise=None, drop=False):
+        oracle = {"av_align": av} if drop else {"av_align": av, "fd_x": fd}
+        return {"v2a": {"oracle": oracle, "noise": {"fd_x": noise}}}
+
+    rc, text = drift.check(path, cur())
+    assert rc == 0 and "3 of 3" in text, text
+    rc, text = drift.check(path, cur(av=0.52))    # av_align: abs 0.01 tolerance by metric name
     assert rc == 1 and "DRIFT" in text and "v2a/oracle/av_align" in text
-    rc, text = drift.check(path, {k: v for k, v in ok.items() if k != "v2a/oracle/fd_x"})
+    rc, text = drift.check(path, cur(drop=True))
+    assert rc == 1 and "missing" in text
+    rc, _ = drift.check(path, cur(noise=3.0))
     assert rc == 1
-    rc, _ = drift.check(path, {**ok, "v2a/noise/fd_x": 3.0})
+    rc, _ = drift.check(path, cur(fd=10.02))        # default: rel 1e-3 of 10
     assert rc == 1
-    drift.update(path, {**ok, "v2a/oracle/av_align": 0.52})
+    drift.update(path, cur(av=0.52))
     assert json.loads(path.read_text())["tolerances"] == golden["tolerances"]
-    assert drift.check(path, {**ok, "v2a/oracle/av_align": 0.52})[0] == 0
+    assert drift.check(path, cur(av=0.52))[0] == 0
 
 
 def test_missing_and_corrupt_weights_errors(tmp_path):

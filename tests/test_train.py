@@ -92,18 +92,40 @@ def test_stale_checkpoints(data_dir, tmp_path, monkeypatch):
 
 
 def test_evaluate_table1_and_ablation(data_dir, tmp_path):
-    from foleybench.baselines.mw_table1 import CLASSES, evaluate_table1
+    from foleybench.baselines.mw_table1 import evaluate_table1
+    from foleybench.bench import load_spec
 
+    spec = load_spec("martel-wagner-table1")
     cks = {f: T.train(f"{f}.debug", data_dir, tmp_path / f"{f}.pt", steps=3, progress=False)["checkpoint"]
            for f in mw.FAMILIES}
-    res = evaluate_table1(data_dir, cks)
-    assert [r["class"] for r in res["rows"]] == list(CLASSES)
+    res = evaluate_table1(data_dir, spec, checkpoints=cks)
+    assert [r["class"] for r in res["rows"]] == [r.key for r in spec.rows] == ["car_passing", "clapping", "rain_nature"]
     car = res["rows"][0]
     assert car["stands_for"] == "car chase" and car["n_clips"] == 1
-    assert car["published.av_transformer"] == -0.22 and car["published.deepfusion"] == 1.65133e-05
+    pub = spec.published["table1"][0]
+    assert pub.model == "car chase" and pub.values["av_transformer"] == -0.22 and pub.values["deepfusion"] == 1.65133e-05
     for row in res["rows"]:
         for f in mw.FAMILIES:
             assert 0 < row[f] < 8  # nats per sample; uniform is 5.55
     for ab in res["ablation"]:
         assert set(ab) >= {"model", "true", "zeroed", "shuffled"}
         assert ab["true"] != ab["zeroed"] and ab["true"] != ab["shuffled"]
+    # The table follows its spec: fewer rows, another title, fewer conditions, two columns.
+    import dataclasses
+
+    from foleybench.baselines import mw_render
+    from foleybench.spec import AblationSpec, RowSpec
+
+    small = dataclasses.replace(spec, rows=[RowSpec("clapping", "hands")], columns=spec.columns[:2],
+                                ablation=AblationSpec("ablation", {"true": "own", "zeroed": "none"}))
+    res2 = evaluate_table1(data_dir, small, checkpoints=cks)
+    assert [(r["class"], r["stands_for"]) for r in res2["rows"]] == [("clapping", "hands")]
+    assert [a["model"] for a in res2["ablation"]] == ["deepfusion", "wavenet_video"]
+    assert res2["rows"][0]["deepfusion"] == res["rows"][1]["deepfusion"]
+    assert set(res2["ablation"][0]) == {"model", "checkpoint", "true", "zeroed"}
+    md = mw_render.render_markdown(res2, small, None)
+    assert "| hands (clapping) |" in md and "Aud & Vid" not in md and "shuffled" not in md
+    assert mw_render.flat_values(res2, small) == {
+        "table1": {"clapping": {"deepfusion": res2["rows"][0]["deepfusion"],
+                                "wavenet_video": res2["rows"][0]["wavenet_video"]}},
+        "ablation": {a["model"]: {"true": a["true"], "zeroed": a["zeroed"]} for a in res2["ablation"]}}
