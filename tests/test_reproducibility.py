@@ -61,9 +61,16 @@ def test_fingerprint_covers_decoded_content_not_container_bytes(synth, tmp_path)
     assert _rehash(m).fingerprint() != synth.fingerprint()
 
 
-def test_fingerprint_survives_a_round_trip_and_ignores_mp4_bytes(synth):
+def test_fingerprint_survives_a_round_trip_and_ignores_mp4_bytes(synth, monkeypatch, tmp_path):
+    import shutil
+
     back = Manifest.read(synth.root / "manifest.csv")
     assert back.fingerprint() == synth.fingerprint()
+    # Where the folder is, and how its path is spelled, does not matter.
+    moved = shutil.copytree(synth.root, tmp_path / "elsewhere" / "set")
+    monkeypatch.chdir(tmp_path)
+    assert Manifest.read("elsewhere/set/manifest.csv").fingerprint() == synth.fingerprint()
+    assert Manifest.read(moved / "manifest.csv").fingerprint() == synth.fingerprint()
     # The mp4 byte hash is not part of the fingerprint when content is known.
     blind = Manifest([dataclasses.replace(x, sha256="f" * 64) for x in synth.records], synth.root)
     assert blind.fingerprint() == synth.fingerprint()

@@ -81,7 +81,9 @@ class Manifest:
 
     def __init__(self, records: Sequence[ClipRecord], root: str | Path, name: str = ""):
         self.records = list(records)
-        self.root = Path(root)
+        # Resolved, so paths inside it are written (and fingerprinted) relative to it
+        # whether the caller said runs/data/x or /abs/runs/data/x.
+        self.root = Path(root).resolve()
         self.name = name
         ids = [r.clip_id for r in self.records]
         dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
