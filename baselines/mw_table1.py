@@ -75,7 +75,8 @@ def evaluate_table1(data_dir: str | Path, checkpoints: Mapping[str, str | Path |
     values), ``ablation`` (one per family: true / zeroed / shuffled CE over all test
     clips of the three classes), ``models`` (checkpoint provenance) and ``units``.
     """
-    from foleybench.train import load_clips, read_manifest
+    from foleybench.baselines.mw_train import load_clips
+    from foleybench.train import read_manifest
 
     checkpoints = dict(checkpoints or {})
     test = read_manifest(data_dir).split("test")
