@@ -28,7 +28,7 @@ lint: setup
 perf: setup ## speed benchmarks -> leaderboard/perf.md and leaderboard/perf.json
 	$(BIN)/python benchmarks/perf.py
 
-train: setup ## retrain the shipped tiny Martel & Wagner checkpoints
+train: setup ## retrain every family's shipped tiny checkpoint; paste the printed records, update the goldens
 	$(BIN)/python -m foleybench.train --all
 
 leaderboard: setup

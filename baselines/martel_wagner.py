@@ -1,10 +1,12 @@
 """The three waveform models of Martel & Wagner (arXiv 2308.12408) behind VideoToAudio.
 
-Configs (``family.tag``): ``debug`` (random init, CPU tests in seconds), ``tiny`` (trains
-on synthfoley on 2 CPU cores in minutes; trained weights ship in baselines/checkpoints)
-and ``paper`` (their architecture at a GPU-sized scale; the paper gives no layer sizes,
-so ours are a guess and say so). Audio runs at the config's own rate (the paper also
-downsampled) and is resampled to the request's rate on output.
+Three families, declared at the end of this module (``foleybench.family``): configs by
+tag in ``mw_configs`` (``debug``, ``tiny``, ``paper`` and the AV transformer's
+``strided_debug``/``strided_tiny``), the trainer in ``mw_train``, and one record per
+shipped tiny checkpoint in baselines/checkpoints. ``paper`` weights have no public
+release: their record says so and the missing-weights error says how to train them.
+Audio runs at the config's own rate (the paper also downsampled) and is resampled to
+the request's rate on output.
 
 Generation follows the paper (Sec. III-D): sample by sample for ``wavenet_video`` and
 ``av_transformer`` (frame by frame for ``deepfusion``), the video context of each frame
@@ -15,8 +17,6 @@ every sample and must give the same audio (tests/test_mw_models.py).
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,124 +27,21 @@ from torch import nn
 
 from foleybench.api import AudioOutput, V2ARequest, VideoToAudio, check_outputs
 from foleybench.baselines.mulaw import gumbel_noise, mulaw_decode, sample_classes
+from foleybench.baselines.mw_configs import FAMILIES, MWConfig, config_tags, get_config, recipe_config
+from foleybench.baselines.mw_train import MWTrainer, loss_fn
 from foleybench.baselines.video_context import context_windows, pad_context, prepare_frames
+from foleybench.family import CheckpointRecord, Family, register_family
+
+__all__ = ["FAMILIES", "MWConfig", "get_config", "loss_fn", "build_net", "generate_audio", "MWModel"]
 
 # Bump when a change alters what training produces or what a checkpoint means; it is
 # part of the recipe hash, so shipped checkpoints then show up as stale.
 CODE_VERSION = "mw-2"
-FAMILIES = ("deepfusion", "wavenet_video", "av_transformer")
-TAGS = ("debug", "tiny", "paper")
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
-@dataclass(frozen=True)
-class MWConfig:
-    """Hyper-parameters; each family reads the fields it needs. Rates in Hz and fps."""
-
-    family: str
-    sample_rate: int = 4000      # model audio rate (Hz)
-    fps: float = 16.0            # video rate the model runs at
-    n_frames: int = 4            # video context: the last n frames
-    frame_size: int = 16         # frames resized to frame_size x frame_size
-    channels: int = 1            # 1 mono, 2 stereo
-    output: str = "mulaw"        # "mulaw" (256-class cross-entropy), "mse", "mae"
-    n_classes: int = 256
-    c_vid: int = 8               # video stream channels
-    vid_blocks: int = 2          # 3D residual blocks in the video encoder
-    vid_down: int = 1            # of which this many halve H and W
-    residual: int = 24           # wavenet residual channels
-    skip: int = 48               # wavenet skip channels
-    dilations: tuple[int, ...] = ()
-    d_model: int = 32            # transformer width
-    n_heads: int = 4
-    n_layers: int = 2
-    window: int = 256            # attention window (samples)
-    c_aud: int = 16              # deep-fusion audio channels
-    fusion_blocks: int = 2
-    audio_down: int = 4          # deep-fusion strided entry
-    steps: int = 300             # training recipe
-    batch_size: int = 8
-    crop_frames: int = 6         # training crop length (video frames)
-    warm_frames: int = 2         # leading crop frames that give context but no loss
-    lr: float = 2e-3
-    temperature: float = 1.0
-
-    @property
-    def spf(self) -> int:
-        """Audio samples per video frame."""
-        spf = self.sample_rate / self.fps
-        if spf != int(spf):
-            raise ValueError(f"sample_rate {self.sample_rate} is not a multiple of fps {self.fps}")
-        return int(spf)
-
-    @property
-    def out_dim(self) -> int:
-        return self.n_classes if self.output == "mulaw" else 1
-
-
-@dataclass(frozen=True)
-class MWConfigExt(MWConfig):
-    """MWConfig plus fields added after the tiny checkpoints shipped.
-
-    A subclass, not new MWConfig fields: ``dataclasses.asdict`` of a config is its recipe
-    hash and checkpoint check, so a new field on MWConfig would make every shipped
-    checkpoint stale. ``get_config`` returns this class only when a new field is off its
-    default, so today's configs keep today's asdict.
-    """
-
-    audio_frontend: str = "raw"  # av_transformer audio tokens: "raw" (one per sample) or "strided"
-    audio_stride: int = 4        # "strided": samples per token (conv kernel = stride)
-
-    def __post_init__(self) -> None:
-        if self.audio_frontend not in ("raw", "strided") or self.audio_stride < 2:
-            raise ValueError(f"audio_frontend {self.audio_frontend!r} / audio_stride {self.audio_stride}: "
-                             "want 'raw' or 'strided' with a stride of at least 2")
-
-
-def _dil(top: int, stacks: int) -> tuple[int, ...]:
-    return tuple(2 ** i for i in range(int(math.log2(top)) + 1)) * stacks
-
-
-_BASE = {
-    "debug": dict(sample_rate=800, n_frames=2, frame_size=16, c_vid=4, vid_blocks=1, vid_down=1,
-                  residual=8, skip=8, dilations=_dil(8, 1), d_model=16, n_heads=2, n_layers=1,
-                  window=32, c_aud=8, fusion_blocks=1, audio_down=4, steps=20, batch_size=4,
-                  crop_frames=3, warm_frames=1),
-    "tiny": dict(dilations=_dil(256, 2)),
-    "paper": dict(sample_rate=16000, n_frames=8, frame_size=32, c_vid=32, vid_blocks=4, vid_down=2,
-                  residual=64, skip=128, dilations=_dil(512, 3), d_model=128, n_heads=8, n_layers=4,
-                  window=1024, c_aud=32, fusion_blocks=4, audio_down=16, steps=20000, batch_size=16,
-                  crop_frames=6, warm_frames=2, lr=5e-4),
-}
-# Per-family tiny recipes: deep fusion needs n frames of context but costs one pass per
-# frame, so its crops are n + 2 frames with the first n for context only.
-_FAMILY = {("deepfusion", "tiny"): dict(steps=400, batch_size=8, crop_frames=6, warm_frames=4),
-           ("wavenet_video", "tiny"): dict(residual=16, skip=32, dilations=_dil(512, 2), steps=300, batch_size=6, crop_frames=5,
-                                           warm_frames=1),
-           ("av_transformer", "tiny"): dict(n_heads=2, steps=300, batch_size=6, crop_frames=3,
-                                            warm_frames=1)}
-
-
-# Variants outside TAGS: (family, tag) -> (base tag, MWConfigExt fields). The strided
-# audio front end is the paper's first AV-transformer variant (Sec. III-D3).
-_VARIANTS = {("av_transformer", "strided_debug"): ("debug", dict(audio_frontend="strided", audio_stride=4)),
-             ("av_transformer", "strided_tiny"): ("tiny", dict(audio_frontend="strided", audio_stride=4))}
-_EXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(MWConfigExt)
-                 if f.name not in {g.name for g in dataclasses.fields(MWConfig)}}
-
-
-def get_config(family: str, tag: str, **overrides: Any) -> MWConfig:
-    base, extra = _VARIANTS.get((family, tag), (tag, {}))
-    if family not in FAMILIES or base not in TAGS:
-        raise KeyError(f"unknown Martel-Wagner model {family}.{tag}")
-    kw = {**_BASE[base], **_FAMILY.get((family, base), {}), **extra, **overrides}
-    ext = {k: kw.pop(k) for k in _EXT_DEFAULTS if k in kw}
-    if all(v == _EXT_DEFAULTS[k] for k, v in ext.items()):  # canonical: plain MWConfig
-        return MWConfig(family=family, **kw)
-    return MWConfigExt(family=family, **kw, **ext)
-
-
 def build_net(cfg: MWConfig) -> nn.Module:
+    """The network of ``cfg.family`` (torch's default init from the global seed)."""
     if cfg.family == "deepfusion":
         from foleybench.baselines.deepfusion import DeepFusion
         return DeepFusion(cfg)
@@ -152,23 +49,12 @@ def build_net(cfg: MWConfig) -> nn.Module:
         from foleybench.baselines.wavenet_video import WaveNetVideo
         return WaveNetVideo(cfg)
     from foleybench.baselines.av_transformer import AVTransformer, StridedAVTransformer
-    return StridedAVTransformer(cfg) if getattr(cfg, "audio_frontend", "raw") == "strided" else AVTransformer(cfg)
+    return StridedAVTransformer(cfg) if cfg.audio_frontend == "strided" else AVTransformer(cfg)
 
 
 def n_params(net: nn.Module) -> int:
+    """Number of weights."""
     return sum(p.numel() for p in net.parameters())
-
-
-def loss_fn(out: torch.Tensor, target: torch.Tensor, cfg: MWConfig) -> torch.Tensor:
-    """Mean loss per sample and channel: out [B, C, N, K], target amplitudes [B, C, N].
-
-    mulaw: cross-entropy in nats over 256 classes; mse/mae on tanh(out).
-    """
-    if cfg.output == "mulaw":
-        from foleybench.baselines.mulaw import mulaw_encode
-        return F.cross_entropy(out.flatten(0, 2), mulaw_encode(target, cfg.n_classes).flatten())
-    pred = torch.tanh(out[..., 0])
-    return F.mse_loss(pred, target) if cfg.output == "mse" else F.l1_loss(pred, target)
 
 
 def _pick(out: torch.Tensor, noise: torch.Tensor | None, cfg: MWConfig) -> torch.Tensor:
@@ -232,11 +118,13 @@ def generate_audio(net: nn.Module, video: torch.Tensor, n_samples: int,
 
 
 def default_checkpoint(name: str) -> Path:
+    """Where the shipped checkpoint of ``family.tag`` lives."""
     return CHECKPOINT_DIR / f"{name}.pt"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(str(path), map_location="cpu", weights_only=False)
+    """The checkpoint dict at ``path`` (tensors and plain data only: weights_only)."""
+    return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 class MWModel(VideoToAudio):
@@ -251,7 +139,7 @@ class MWModel(VideoToAudio):
         self.meta: dict[str, Any] = {"weights": "random-init", "checkpoint": None}
         if checkpoint is not None:
             ck = load_checkpoint(checkpoint)
-            if ck.get("config") != dataclasses.asdict(cfg):
+            if ck.get("config") != recipe_config(cfg):
                 raise ValueError(f"{checkpoint}: checkpoint was trained with another config of {name}")
             load_strict(self.net, ck["state_dict"], str(checkpoint))
             self.meta = {"weights": "trained", "checkpoint": str(checkpoint),
@@ -290,16 +178,35 @@ class MWModel(VideoToAudio):
         return outs
 
 
-def build_model(family: str, config: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                dataset: Any = None, cached: bool = True, task: str = "v2a", seed: int = 0,
-                **overrides: Any) -> MWModel:
-    """Registry constructor. ``checkpoint=None`` loads the shipped checkpoint for the
-    config when there is one (tiny), else seeded random weights (labelled in params).
-    ``seed`` is unused: sampling seeds travel with each request (V2ARequest.seed)."""
-    if task != "v2a":
-        raise ValueError(f"{family}.{config} generates audio from video (v2a), not {task}")
-    name = f"{family}.{config}"
-    cfg = get_config(family, config, **overrides)
-    if checkpoint is None and not overrides and default_checkpoint(name).is_file():
-        checkpoint = default_checkpoint(name)
+def build_model(cfg: MWConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                cached: bool = True, **_unused: Any) -> MWModel:
+    """Family builder (see ``foleybench.family.Family``): the weights of ``checkpoint``,
+    or seeded random init when None. ``dataset`` and ``seed`` from the runner are unused:
+    sampling seeds travel with each request (V2ARequest.seed)."""
     return MWModel(cfg, name, checkpoint, device=device, cached=cached)
+
+
+# Shipped tiny checkpoints: trained with `python -m foleybench.train` on synthfoley (48
+# clips, seed 0, train split: content fingerprint below). Retraining replaces a file and
+# prints its new record for this table (and the goldens must be updated with it).
+_TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
+_SHIPPED = {
+    "deepfusion": ("c2288bf2cf497938bc233b6678f49c20d35a9bc8523496d72e927161c9c258fb",
+                   "7d96ac63d40f30c53015b7499371e73a84f1ebb827f6e375d89c543f17b776d3"),
+    "wavenet_video": ("ad37a45e29eb9751a261422fe401e89a5610f96f33d5fab2fe046c119f3a9e44",
+                      "fe74df43b349a0b6c772200f43588a9c57dee50f7e4cd7122ac3de6c13f6d89d"),
+    "av_transformer": ("b746634c8f02879ae8180ac496afc0c1810f4231493c186c135585e098f67fb5",
+                       "d7d7982d9b146d1d95679a16cba43e7c12bd42d20cfeb5ca3b15ce8723a15eda"),
+}
+PAPER = "Martel & Wagner, arXiv 2308.12408"
+NO_RELEASE = "none: the authors released no weights (a GPU training run makes them)"
+
+for _fam in FAMILIES:
+    _sha, _recipe = _SHIPPED[_fam]
+    register_family(Family(
+        name=_fam, task="v2a", module=__name__, paper=PAPER,
+        configs={t: get_config(_fam, t) for t in config_tags(_fam)},
+        builder=build_model, load_checkpoint=load_checkpoint, checkpoint_dir=CHECKPOINT_DIR,
+        trainer=MWTrainer(), recipe_config=recipe_config,
+        checkpoints={"tiny": CheckpointRecord("tiny", f"{_fam}.tiny.pt", _sha, _recipe, _TRAIN_FP),
+                     "paper": CheckpointRecord("paper", f"{_fam}.paper.pt", url=NO_RELEASE)}))

@@ -73,7 +73,8 @@ def evaluate_table1(data_dir: str | Path, spec: Any = None,
     Returns plain data: ``rows`` (one per class: ours per column), ``ablation`` (one per
     column: CE per condition over all scored clips), ``models`` (checkpoint provenance).
     """
-    from foleybench.train import load_clips, read_manifest
+    from foleybench.baselines.mw_train import load_clips
+    from foleybench.train import read_manifest
 
     if spec is None:
         from foleybench.bench import load_spec

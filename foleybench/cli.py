@@ -87,8 +87,24 @@ def cmd_list(a: argparse.Namespace) -> int:
         reg = {"models": registry.MODELS, "metrics": registry.METRICS, "datasets": registry.DATASETS,
                "embedders": registry.EMBEDDERS}[a.what]
         names = reg.names(a.pattern)
+        if a.long and a.what == "models":
+            names = [_model_line(registry.MODELS.entry(n)) for n in names]
     print("\n".join(names))
     return 0
+
+
+def _model_line(entry: Any) -> str:
+    """``name  task(s)  weights``: where a model's weights come from (``list models --long``)."""
+    from foleybench import family
+
+    tasks = ",".join(entry.meta.get("tasks", ()))
+    if entry.meta.get("family") == "reference":
+        return f"{entry.name:32s} {tasks:8s} reference (no weights)"
+    fam, tag = family.split_name(entry.name, configs_only=False)
+    kind = family.tag_kind(tag)
+    where = {"debug": "random-init (seeded)", "tiny": f"shipped {fam.checkpoint_path(tag)}",
+             "paper": f"weights dir {fam.checkpoint_path(tag)}"}[kind]
+    return f"{entry.name:32s} {tasks:8s} {where}"
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
@@ -236,10 +252,19 @@ def cmd_embed(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from foleybench.train import train
+    from foleybench import family, weights
+    from foleybench.train import default_data, record_line, train
 
-    info = train(a.model, a.data, a.out, steps=a.steps, seed=a.seed, progress=True)
+    weights.set_weights_dir(a.weights_dir)
+    fam, tag = family.split_name(a.model)
+    out = a.out
+    if out is None:
+        if family.tag_kind(tag) != "paper":  # never write a shipped checkpoint by default
+            raise FoleybenchError(f"train {a.model}: give --out FILE (`make train` retrains shipped checkpoints)")
+        out = fam.checkpoint_path(tag)
+    info = train(a.model, a.data or default_data(), out, steps=a.steps, seed=a.seed, progress=True)
     print(json.dumps({k: v for k, v in info.items() if not isinstance(v, (list, dict))}, indent=2))
+    print(f"record for {fam.module}: {record_line(info)}")
     return 0
 
 
@@ -254,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered names, one per line")
     p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights"])
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'fd_*'")
+    p.add_argument("-l", "--long", action="store_true", help="models: also task and where the weights come from")
     p.set_defaults(fn=cmd_list)
 
     p = sub.add_parser("synth", help="write the procedural synthfoley dataset (DIR/{clip_id}.mp4 + manifest.csv)")
@@ -332,10 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     _score_opts(p)
     p.set_defaults(fn=cmd_embed)
 
-    p = sub.add_parser("train", help="train a model family config on a dataset folder")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("train", help="train a model family config (FAMILY.TAG, any tag) on a dataset folder")
+    p.add_argument("--model", required=True, help="e.g. wavenet_video.tiny or deepfusion.paper")
+    p.add_argument("--data", help="dataset folder (default: synthfoley, 48 clips, seed 0, under runs/data)")
+    p.add_argument("--out", help="checkpoint file (default for paper tags: the weights directory)")
+    p.add_argument("--weights-dir", help="folder of pretrained checkpoints (default $FOLEYBENCH_WEIGHTS)")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_train)

@@ -4,8 +4,9 @@ Entries are recorded as ``"module:attribute"`` strings, so listing names imports
 nothing heavy and a broken optional model cannot break ``foleybench list``. Unknown
 names raise :class:`UnknownNameError` with close matches ("did you mean").
 
-Model names follow timm's ``family.tag`` habit (``wavenet_video.tiny``); the reference
-baselines keep one plain name each and serve both tasks.
+Model names follow timm's ``family.tag`` habit (``wavenet_video.tiny``) and come from the
+family records (``foleybench.family``); the reference baselines keep one plain name each
+and serve both tasks.
 """
 from __future__ import annotations
 
@@ -112,14 +113,22 @@ DATASETS.add("folder", "foleybench.datasets.folder:FolderDataset")
 
 
 def plugin_modules() -> list[str]:
-    """Modules that register more entries when imported (model families, embedders)."""
-    return [f"{_B}.zoo", f"{_M}.zoo"]
+    """Modules that register more entries when imported (embedders). Model families are
+    not listed: :func:`foleybench.family.discover` finds them in ``foleybench.baselines``."""
+    return [f"{_M}.zoo"]
 
 
 def load_plugins() -> None:
+    """Import plugin modules and register every discovered family's model names."""
+    from foleybench import family
+
     for mod in plugin_modules():
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name != mod:
                 raise
+    for fam in family.families():
+        for name in fam.model_names():
+            MODELS.add(name, "foleybench.family:build_model", {"name": name}, tasks=(fam.task,),
+                       family=fam.name, paper=fam.paper)

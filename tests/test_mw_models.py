@@ -120,8 +120,10 @@ def test_cached_equals_naive_generation(family):
 def test_registry_and_v2a_interface():
     load_plugins()
     for fam in mw.FAMILIES:
-        for tag in mw.TAGS:
+        for tag in ("debug", "tiny", "paper"):
             assert f"{fam}.{tag}" in MODELS
+    assert "av_transformer.strided_debug" in MODELS
+    assert "av_transformer.strided_tiny" not in MODELS  # no shipped checkpoint: no "trained" name
     model = MODELS.build("av_transformer.debug", device="cpu", dataset=None)
     assert isinstance(model, VideoToAudio) and model.params()["weights"] == "random-init"
     rng = np.random.default_rng(0)
@@ -155,16 +157,16 @@ def test_stereo_and_regression_outputs(output):
 
 @pytest.mark.parametrize("family", mw.FAMILIES)
 def test_shipped_tiny_checkpoint(family):
+    from foleybench.family import build_model, split_name
+
     path = mw.default_checkpoint(f"{family}.tiny")
     if not path.is_file():
         pytest.skip(f"{path} not shipped yet")
-    from foleybench.train import recipe_hash
-
     assert path.stat().st_size < 5 * 2**20
-    model = mw.build_model(family, "tiny")
-    assert model.params()["weights"] == "trained"
-    cfg = mw.get_config(family, "tiny")
-    assert model.meta["recipe_hash"] == recipe_hash(cfg, cfg.steps, 0)
+    model = build_model(f"{family}.tiny")
+    assert model.params()["weights"] == "trained" and model.meta["checkpoint"] == str(path)
+    fam, _ = split_name(f"{family}.tiny")
+    assert model.meta["recipe_hash"] == fam.recipe_hash(mw.get_config(family, "tiny"), None, 0)
 
 
 # ----------------------------------------------------- strided audio front end (variant 1)
@@ -176,23 +178,29 @@ def _strided(stride=4, **kw) -> torch.nn.Module:
 
 def test_strided_config_leaves_shipped_configs_alone():
     from foleybench.baselines.av_transformer import StridedAVTransformer
-    from foleybench.train import recipe_hash, stale_checkpoints
+    from foleybench.baselines.mw_configs import AVTransformerConfig, recipe_config
+    from foleybench.family import split_name
+    from foleybench.train import stale_checkpoints
 
+    fam, _ = split_name("av_transformer.tiny")
     tiny = mw.get_config("av_transformer", "tiny")
     raw = mw.get_config("av_transformer", "tiny", audio_frontend="raw", audio_stride=4)
-    assert type(tiny) is type(raw) is mw.MWConfig and raw == tiny  # defaults: no new fields
+    assert type(tiny) is type(raw) is AVTransformerConfig and raw == tiny
+    assert recipe_config(raw) == recipe_config(tiny) and "audio_frontend" not in recipe_config(tiny)
     strided = mw.get_config("av_transformer", "strided_tiny")
-    assert isinstance(strided, mw.MWConfigExt) and strided.audio_frontend == "strided"
-    assert recipe_hash(strided, strided.steps, 0) != recipe_hash(tiny, tiny.steps, 0)
+    assert strided.audio_frontend == "strided" and recipe_config(strided)["audio_frontend"] == "strided"
+    assert fam.recipe_hash(strided) != fam.recipe_hash(tiny)
     assert isinstance(mw.build_net(mw.get_config("av_transformer", "strided_debug")), StridedAVTransformer)
     with pytest.raises(ValueError):
         mw.get_config("av_transformer", "debug", audio_frontend="conv")
     with pytest.raises(KeyError):
         mw.get_config("wavenet_video", "strided_debug")
+    with pytest.raises(TypeError):  # each network's config has only its own fields
+        mw.get_config("wavenet_video", "debug", d_model=8)
     path = mw.default_checkpoint("av_transformer.tiny")
     if not path.is_file():
         pytest.skip(f"{path} not shipped")
-    assert set(mw.load_checkpoint(path)["config"]) == set(__import__("dataclasses").asdict(tiny))
+    assert mw.load_checkpoint(path)["config"] == recipe_config(tiny)
     assert mw.MWModel(raw, "av_transformer.tiny", path).meta["weights"] == "trained"
     with pytest.raises(ValueError, match="another config"):
         mw.MWModel(strided, "av_transformer.tiny", path)

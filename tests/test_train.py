@@ -1,14 +1,17 @@
 """Training: seeded, resumable, provenance in the checkpoint, staleness, Table I evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from foleybench import family
 from foleybench import train as T
 from foleybench.baselines import martel_wagner as mw
+from foleybench.baselines.mw_train import MWTrainer
 from foleybench.datasets.base import Manifest
 
 torch.set_num_threads(1)
@@ -32,15 +35,16 @@ def test_train_checkpoint_provenance_and_exact_resume(data_dir, tmp_path, monkey
     monkeypatch.setattr(T, "SAVE_EVERY", 2)
     full = T.train("wavenet_video.debug", data_dir, tmp_path / "full.pt", steps=4, seed=0, progress=False)
     ck = mw.load_checkpoint(full["checkpoint"])
-    cfg = mw.get_config("wavenet_video", "debug")
+    fam, _ = family.split_name("wavenet_video.debug")
+    cfg = fam.configs["debug"]
     assert ck["steps_done"] == 4 and len(ck["losses"]) == 4 and ck["optimizer"] is None
-    assert ck["recipe_hash"] == T.recipe_hash(cfg, 4, 0) != T.recipe_hash(cfg, 4, 1)
+    assert ck["recipe_hash"] == fam.recipe_hash(cfg, 4, 0) != fam.recipe_hash(cfg, 4, 1)
     assert ck["data_fingerprint"] == Manifest.read(data_dir / "manifest.csv").split("train").fingerprint()
     assert (tmp_path / "full.loss.png").stat().st_size > 1000
     assert math.isfinite(full["final_loss"])
 
     # interrupt after the step-2 checkpoint, then resume: same weights as uninterrupted
-    real_batch, calls = T._batch, []
+    real_batch, calls = MWTrainer.batch, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -48,11 +52,11 @@ def test_train_checkpoint_provenance_and_exact_resume(data_dir, tmp_path, monkey
             raise KeyboardInterrupt
         return real_batch(*a, **k)
 
-    monkeypatch.setattr(T, "_batch", flaky)
+    monkeypatch.setattr(MWTrainer, "batch", flaky)
     with pytest.raises(KeyboardInterrupt):
         T.train("wavenet_video.debug", data_dir, tmp_path / "resumed.pt", steps=4, seed=0, progress=False)
     assert mw.load_checkpoint(tmp_path / "resumed.pt")["steps_done"] == 2
-    monkeypatch.setattr(T, "_batch", real_batch)
+    monkeypatch.setattr(MWTrainer, "batch", real_batch)
     T.train("wavenet_video.debug", data_dir, tmp_path / "resumed.pt", steps=4, seed=0, progress=False)
     a, b = _weights(tmp_path / "full.pt"), _weights(tmp_path / "resumed.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -71,24 +75,38 @@ def test_training_reduces_loss(data_dir, tmp_path, family, drop):
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - drop
 
 
-def test_stale_checkpoints(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(mw, "CHECKPOINT_DIR", tmp_path)
-    names = [f"{f}.debug" for f in mw.FAMILIES]
-    stale = T.stale_checkpoints(data_dir, tags=("debug",))
-    assert list(stale) == names and all("is missing" in why for why in stale.values())
-    T.train("deepfusion.debug", data_dir, mw.default_checkpoint("deepfusion.debug"), progress=False)
-    assert list(T.stale_checkpoints(data_dir, tags=("debug",))) == names[1:]
-    # a code-version bump makes it stale, and says so
-    monkeypatch.setattr(mw, "CODE_VERSION", "mw-test-bump")
-    assert "recipe changed" in T.stale_reason("deepfusion.debug", data_dir)
-    monkeypatch.undo()
-    monkeypatch.setattr(mw, "CHECKPOINT_DIR", tmp_path)
-    # same code and recipe, different data: stale again
-    m = Manifest.read(data_dir / "manifest.csv")
-    moved = [r.__class__(**{**r.__dict__, "split": "train"}) for r in m]
+def test_stale_reason_follows_the_family_record(data_dir, tmp_path, monkeypatch):
+    """A family whose tiny record describes a debug-sized file trained here: current, then
+    each way of going stale (file, recipe, data), through the generic record path."""
+    base, _ = family.split_name("deepfusion.debug")
+    cfg = base.configs["debug"]
+    fake = dataclasses.replace(base, name="fakefam", checkpoint_dir=tmp_path,
+                               configs={"tiny": dataclasses.replace(cfg, steps=3)}, checkpoints={})
+    monkeypatch.setitem(family._FAMILIES, "fakefam", fake)
+    assert "no shipped checkpoint record" in T.stale_reason("fakefam.tiny")
+    info = T.train("fakefam.tiny", data_dir, tmp_path / "fakefam.tiny.pt", progress=False)
+    rec = eval(T.record_line(info), {"CheckpointRecord": family.CheckpointRecord})  # what retrain prints
+    assert rec.recipe_hash == fake.recipe_hash(fake.configs["tiny"]) and rec.file == "fakefam.tiny.pt"
+    fake = dataclasses.replace(fake, checkpoints={"tiny": rec})
+    monkeypatch.setitem(family._FAMILIES, "fakefam", fake)
+    assert "fakefam" in T.trained_families()
+    assert T.stale_reason("fakefam.tiny", data_dir) is None
+    stale = T.stale_checkpoints(data_dir)  # the shipped ones were trained on other data than this
+    assert set(stale) == {f"{f}.tiny" for f in mw.FAMILIES}
+    assert all("trained on other data" in why for why in stale.values())
+
+    m = Manifest.read(data_dir / "manifest.csv")  # same files, another train split: other data
+    moved = [dataclasses.replace(r, split="train" if r.split == "test" else "test") for r in m]
     Manifest(moved, m.root).write(tmp_path / "manifest.csv")
-    stale = T.stale_checkpoints(tmp_path / "manifest.csv", tags=("debug",))
-    assert list(stale) == names and "trained on other data" in stale["deepfusion.debug"]
+    assert "trained on other data" in T.stale_reason("fakefam.tiny", tmp_path / "manifest.csv")
+    monkeypatch.setattr(mw, "CODE_VERSION", "bumped")  # the declaring module's CODE_VERSION counts
+    assert "recipe changed" in T.stale_reason("fakefam.tiny", data_dir)
+    monkeypatch.undo()
+    monkeypatch.setitem(family._FAMILIES, "fakefam", fake)
+    (tmp_path / "fakefam.tiny.pt").write_bytes(b"not it")
+    assert "not the file its record describes" in T.stale_reason("fakefam.tiny", data_dir)
+    (tmp_path / "fakefam.tiny.pt").unlink()
+    assert "is missing" in T.stale_reason("fakefam.tiny", data_dir)
 
 
 def test_evaluate_table1_and_ablation(data_dir, tmp_path):
@@ -129,3 +147,21 @@ def test_evaluate_table1_and_ablation(data_dir, tmp_path):
         "table1": {"clapping": {"deepfusion": res2["rows"][0]["deepfusion"],
                                 "wavenet_video": res2["rows"][0]["wavenet_video"]}},
         "ablation": {a["model"]: {"true": a["true"], "zeroed": a["zeroed"]} for a in res2["ablation"]}}
+
+
+def test_cli_train_and_list(data_dir, tmp_path, capsys):
+    from foleybench.cli import main
+
+    out = tmp_path / "wv.pt"
+    assert main(["train", "--model", "wavenet_video.debug", "--data", str(data_dir), "--out", str(out),
+                 "--steps", "2"]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and 'CheckpointRecord("debug", "wv.pt"' in text and '"steps": 2' in text
+    assert main(["train", "--model", "wavenet_video.tiny", "--data", str(data_dir)]) == 2  # no --out: refused
+    assert "give --out" in capsys.readouterr().err
+    assert main(["train", "--model", "wavenet_video.tinny", "--out", str(out)]) == 2
+    assert "did you mean 'wavenet_video.tiny'" in capsys.readouterr().err
+    assert main(["list", "models", "*.tiny", "--long"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == sorted(f"{f}.tiny" for f in mw.FAMILIES)
+    assert all(" shipped " in ln and ln.endswith(".tiny.pt") for ln in lines)
