@@ -124,7 +124,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path).expanduser()
     head = _check_file(path)
-    if _is_safetensors(path, head) and not head.startswith((_ZIP, _PICKLE)):
+    if _is_safetensors(path, head):  # first: a header length can start with the byte 0x80
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

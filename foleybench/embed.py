@@ -53,8 +53,9 @@ def embed_command(a: argparse.Namespace, ctx: ScoreContext) -> int:
         w.writerows(index)
     write_json(f"{stem}.json", {"embedder": prov, "shape": list(arr.shape), "inputs": len(a.inputs),
                                 "failed": failed, "clip_seconds": ctx.clip_seconds, **provenance_block()})
-    print(f"wrote {out} {tuple(arr.shape)} and {stem}.index.csv"
-          f"{' (proxy weights)' if prov.get('weights') == 'proxy' else ''}")
+    label = prov.get("weights")
+    note = f" ({label} weights, sha256 {str(prov.get('checkpoint_sha256'))[:16]}…)" if label in ("proxy", "custom") else ""
+    print(f"wrote {out} {tuple(arr.shape)} and {stem}.index.csv{note}")
     for p, why in failed.items():
         print(f"  failed {p}: {why}", file=sys.stderr)
     return 1 if failed else 0

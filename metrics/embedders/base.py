@@ -88,9 +88,11 @@ class Built:
 
 
 def strict_loader(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
-    """The default loader: ``make()``, then the file's state dict (one unwrap rule) strictly."""
+    """The default loader: the file's state dict (one unwrap rule), then ``make()`` and a
+    strict load (the file is read first, so a bad file fails before a big net is built)."""
+    sd = W.read_state_dict(path)
     net = make()
-    W.load_strict(net, W.read_state_dict(path), str(path))
+    W.load_strict(net, sd, str(path))
     return net, {}
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
-from foleybench.metrics.embedders.base import Factory, build_net
+from foleybench.metrics.embedders.base import Factory, build_net, strict_loader
 from foleybench.metrics.embedders.video_base import VideoEmbedder, read_frames
 from foleybench.metrics.functional import video_preprocess as vp
 from foleybench.weights import WeightRecord, register
@@ -167,9 +167,7 @@ def _load(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
     """StyleGAN-V's TorchScript port as is, or a state_dict in our layout strictly."""
     if W.is_torchscript_archive(path):
         return W.read_torchscript(path), {"scripted": True}
-    net = make()
-    W.load_strict(net, W.read_state_dict(path), str(path))
-    return net, {}
+    return strict_loader(path, make)
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,

@@ -210,8 +210,9 @@ def _load(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
     """StyleGAN-V's TorchScript port as is, or a pytorch_i3d state_dict strictly."""
     if W.is_torchscript_archive(path):
         return W.read_torchscript(path), {"scripted": True}
+    sd = W.read_state_dict(path)
     net = make()
-    sd, added = _with_batch_counters(net, W.read_state_dict(path))
+    sd, added = _with_batch_counters(net, sd)
     W.load_strict(net, sd, str(path))
     return net, {"notes": ("num_batches_tracked added (pre-0.4.1 file)",) if added else ()}
 
