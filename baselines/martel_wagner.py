@@ -123,8 +123,10 @@ def default_checkpoint(name: str) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (tensors and plain data only: weights_only)."""
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    """The checkpoint dict at ``path`` (tensors and plain data only), through the one reader."""
+    from foleybench.weights import read_checkpoint
+
+    return read_checkpoint(path)
 
 
 class MWModel(VideoToAudio):

@@ -23,22 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from foleybench.api import Embedder, FoleybenchError, InputError, ScoreContext
+from foleybench.hashing import sha256_file_cached
 
 DEFAULT_CACHE = Path("~/.cache/foleybench/embeddings")
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) within the process."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
+# The one file hash (foleybench.hashing), remembered per (path, size, mtime) across runs;
+# ``file_sha256`` stays importable from here for older call sites.
+file_sha256 = sha256_file_cached
 
 
 class EmbeddingCache:
@@ -117,7 +107,7 @@ def cached_apply(
             out[i] = InputError(p, "file not found")
             continue
         if cache is not None:
-            keys[i] = cache.key(file_sha256(p), embedder, what, ctx)
+            keys[i] = cache.key(sha256_file_cached(p), embedder, what, ctx)
             hit = cache.get(keys[i])
             if hit is not None:
                 out[i] = hit

@@ -20,14 +20,21 @@ EPILOG = """examples:
 
 
 def _ctx(a: argparse.Namespace) -> ScoreContext:
+    """The run context; ``--checkpoint`` names are checked against the embedder registry
+    (did-you-mean error) and their files for existence, before any work."""
+    from foleybench.registry import EMBEDDERS, load_plugins
+
     ckpts = {}
     for item in a.checkpoint or []:
         name, _, path = item.partition("=")
         if not path:
-            if getattr(a, "embedder", None):  # `embed --checkpoint FILE` names the one embedder
-                ckpts[a.embedder] = item
-                continue
-            raise FoleybenchError(f"--checkpoint expects NAME=FILE, got {item!r}")
+            if not getattr(a, "embedder", None):
+                raise FoleybenchError(f"--checkpoint expects NAME=FILE, got {item!r}")
+            name, path = a.embedder, item  # `embed --checkpoint FILE` names the one embedder
+        load_plugins()
+        EMBEDDERS.entry(name)  # UnknownNameError with close matches
+        if not Path(path).expanduser().is_file():
+            raise FoleybenchError(f"--checkpoint {item!r}: {path} is not a file")
         ckpts[name] = path
     return ScoreContext(device=a.device, proxy=a.proxy, checkpoints=ckpts,
                         cache_dir=None if a.no_cache else a.cache_dir, batch_size=a.batch_size,
@@ -40,7 +47,10 @@ def _score_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", action="store_true",
                    help="use seeded random-init evaluators when pretrained weights are absent (labelled proxy)")
     p.add_argument("--checkpoint", action="append", metavar="[NAME=]FILE",
-                   help="use FILE as the checkpoint of embedder NAME (sha256 still recorded)")
+                   help="use FILE as the checkpoint of embedder NAME, loaded strictly (every key and "
+                        "shape must fit). The upstream file (its published checksum matches) is "
+                        "labelled pretrained; any other file is labelled custom with its sha256 and "
+                        "marked on the leaderboard")
     p.add_argument("--weights-dir", help="folder of pretrained checkpoints (default $FOLEYBENCH_WEIGHTS)")
     p.add_argument("--cache-dir", default=str(Path("~/.cache/foleybench/embeddings").expanduser()),
                    help="embedding cache folder (content-keyed)")

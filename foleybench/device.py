@@ -2,12 +2,14 @@
 
 GPU paths (device choice, AMP, batching) run on CPU in the tests: ``autocast`` is a
 no-op on CPU so CPU results stay bit-for-bit deterministic, and ``resolve_device``
-falls back to CPU with a clear message when CUDA is asked for but absent.
+fails with a clear message when CUDA is asked for but absent. Every embedder (and any
+model that wants mixed precision) runs its forward pass under :func:`inference` /
+:func:`autocast`, so there is one precision policy (see the comment above AMP_DTYPE).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, ContextManager, Iterator
 
 import torch
 
@@ -34,20 +36,59 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+# ---------------------------------------------------------------------- precision policy
+# One policy for every evaluator (audio, video, cross-modal) and for models:
+# - CPU (and MPS): full float32, no autocast, so CPU scores are bit-reproducible.
+# - CUDA: bfloat16 autocast when ``amp`` is on and the GPU has native bf16 (Ampere and
+#   later); float32 otherwise. Never float16: fp16 overflows at 65504, and the audio
+#   front ends reach that (a power spectrogram of a full-scale 512-point frame peaks near
+#   256^2 = 65536; dB and log-mel of an inf is garbage), attention logits and 527-way
+#   classifier logits can too. bf16 keeps float32's exponent range and loses mantissa
+#   bits only, which shows as rounding-level noise in embeddings, not as inf/NaN.
+# The precision actually used is part of every embedder's preprocess id (cache key) on
+# GPU, so bf16 and fp32 embeddings never share a cache entry.
+AMP_DTYPE = torch.bfloat16
+
+
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch: no emulation flag
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def amp_dtype(device: str) -> torch.dtype | None:
-    """The autocast dtype used on ``device``; None means full precision (CPU)."""
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+    """The autocast dtype on ``device``: bfloat16 on a CUDA device with native bf16,
+    None (full float32) everywhere else, including "cuda" asked for where CUDA is absent."""
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return AMP_DTYPE if _native_bf16() else None
+
+
+def precision(device: str, enabled: bool = True) -> str:
+    """"bf16" or "fp32": what :func:`autocast` runs ``device`` at (for provenance and cache keys)."""
+    return "bf16" if enabled and amp_dtype(device) is not None else "fp32"
+
+
+def autocast(device: str, enabled: bool = True) -> ContextManager[Any]:
+    """The precision policy as a context manager: a null context on CPU or when
+    ``enabled`` is False; ``torch.autocast("cuda", dtype=torch.bfloat16)`` on CUDA."""
+    dtype = amp_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def full_precision(device: str) -> ContextManager[Any]:
+    """Switch autocast off inside an autocast region (e.g. a float64 front end); a null
+    context where :func:`autocast` would not have switched it on."""
+    if amp_dtype(device) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", enabled=False)
 
 
 @contextlib.contextmanager
 def inference(device: str, amp: bool = True) -> Iterator[None]:
-    """no_grad + autocast on GPU when ``amp``; plain no_grad (float32) on CPU."""
-    dtype = amp_dtype(device) if amp else None
-    with torch.inference_mode():
-        if dtype is None:
-            yield
-        else:
-            with torch.autocast(device_type="cuda", dtype=dtype):
-                yield
+    """inference_mode + :func:`autocast`: no autograd; bf16 on CUDA when ``amp``, float32 on CPU."""
+    with torch.inference_mode(), autocast(device, amp):
+        yield

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from foleybench.api import InputError, ScoreContext
-from foleybench.cache import cached_apply, file_sha256
+from foleybench.cache import cached_apply
+from foleybench.hashing import sha256_file_cached
 from foleybench.metrics.embedders import get_embedder
 from foleybench.results import provenance_block, write_json
 
@@ -34,7 +35,7 @@ def embed_paths(name: str, paths: list[str], ctx: ScoreContext, checkpoint: str 
             continue
         v = np.asarray(v, np.float32).reshape(-1, emb.dim)
         rows.append(v)
-        index.append((p, file_sha256(p), start, start + len(v)))
+        index.append((p, sha256_file_cached(p), start, start + len(v)))
         start += len(v)
     arr = np.concatenate(rows) if rows else np.zeros((0, emb.dim), np.float32)
     return arr, index, failed, emb.provenance()
@@ -52,8 +53,9 @@ def embed_command(a: argparse.Namespace, ctx: ScoreContext) -> int:
         w.writerows(index)
     write_json(f"{stem}.json", {"embedder": prov, "shape": list(arr.shape), "inputs": len(a.inputs),
                                 "failed": failed, "clip_seconds": ctx.clip_seconds, **provenance_block()})
-    print(f"wrote {out} {tuple(arr.shape)} and {stem}.index.csv"
-          f"{' (proxy weights)' if prov.get('weights') == 'proxy' else ''}")
+    label = prov.get("weights")
+    note = f" ({label} weights, sha256 {str(prov.get('checkpoint_sha256'))[:16]}…)" if label in ("proxy", "custom") else ""
+    print(f"wrote {out} {tuple(arr.shape)} and {stem}.index.csv{note}")
     for p, why in failed.items():
         print(f"  failed {p}: {why}", file=sys.stderr)
     return 1 if failed else 0

@@ -186,7 +186,8 @@ def register_family(fam: Family) -> Family:
             if tag_kind(tag) == "paper":
                 register(WeightRecord(f"{fam.name}.{tag}", rec.file, rec.url or NO_RELEASE, rec.sha256,
                                       "as the family's code", fam.paper,
-                                      f"produce it with: foleybench train --model {fam.name}.{tag}"))
+                                      f"make it with `foleybench train --model {fam.name}.{tag} --data DIR` "
+                                      "(written to the weights directory)"))
     return _FAMILIES[fam.name]
 
 
@@ -239,14 +240,7 @@ def build_model(name: str, task: str | None = None, device: str = "cpu", checkpo
         if not checkpoint.is_file():
             raise FoleybenchError(f"{name}: shipped checkpoint {checkpoint} is missing (`make train` makes it)")
     elif checkpoint is None and kind == "paper":
-        from foleybench.weights import MissingWeightsError, resolve
+        from foleybench.weights import resolve
 
-        try:
-            checkpoint, _ = resolve(name)
-        except MissingWeightsError as exc:
-            if "://" in fam.checkpoints[tag].url:
-                raise
-            raise MissingWeightsError(f"{exc}\n  there is nothing to download: make the file with "
-                                      f"`foleybench train --model {name} --data DIR` (written to "
-                                      f"{fam.checkpoint_path(tag)})") from None
+        checkpoint, _ = resolve(name)  # a missing file: the error names file, URL and how to make it
     return fam.builder(fam.configs[tag], name=name, checkpoint=checkpoint, device=device, **options)

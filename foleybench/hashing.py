@@ -1,6 +1,7 @@
 """sha256 of files and of decoded media: the one place the harness hashes content.
 
-``sha256_file`` hashes a file's bytes. ``sha256_file_cached`` does the same but
+``sha256_file`` hashes a file's bytes (``file_digest`` with another algorithm, e.g.
+md5 where upstream publishes only that). ``sha256_file_cached`` does the same but
 remembers the answer per (absolute path, size, mtime in ns), in memory and in a small
 SQLite table under the foleybench cache folder (``$FOLEYBENCH_CACHE`` or
 ``~/.cache/foleybench``), so a 15k-clip reference set is read once, not on every run.
@@ -27,13 +28,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("FOLEYBENCH_CACHE") or "~/.cache/foleybench").expanduser()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
+    """Hex digest of a file's bytes with any :mod:`hashlib` algorithm (``"md5"`` for
+    checksums that upstream publishes only as md5), read in 1 MiB blocks."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes: the one implementation (``foleybench.weights``,
+    ``foleybench.cache`` and ``foleybench.datasets.base`` re-export it)."""
+    return file_digest(path, "sha256")
 
 
 def _db() -> sqlite3.Connection | None:

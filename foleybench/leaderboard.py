@@ -9,7 +9,8 @@ specs and pins: :func:`foleybench.results.code_digest`), so a table can be trace
 made it. It holds no clock time and no git commit: a table committed with the code that
 made it must come out byte-identical when nothing changed (run times and the commit are
 in the results JSON under runs/). A row whose model's shipped checkpoint is stale carries
-a double dagger.
+a double dagger. A score from an evaluator loaded from a user's own checkpoint (weights
+``custom``) carries a section sign, and the footnote names the checkpoint's sha256.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Sequence
 DASH = "—"
 PROXY_MARK = "†"
 STALE_MARK = "‡"
+CUSTOM_MARK = "§"
 
 
 def fmt(v: float | None) -> str:
@@ -57,6 +59,8 @@ def render_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str], higher:
                 s += f" [{fmt(ci[0])}, {fmt(ci[1])}]"
             if v is not None and r.get("proxy", {}).get(m):
                 s += PROXY_MARK
+            if v is not None and r.get("custom", {}).get(m):
+                s += CUSTOM_MARK
             cells.append(s)
         cells.append(str(r.get("n", DASH)))
         lines.append("| " + " | ".join(cells) + " |")
@@ -80,6 +84,7 @@ def rows_from_results(docs: Sequence[dict[str, Any]], metrics: Sequence[str]) ->
             row["values"][m] = res.get("value")
             row["ci"][m] = res.get("ci")
             row["proxy"][m] = bool(res.get("proxy"))
+            row.setdefault("custom", {})[m] = bool(res.get("custom"))
         rows.append(row)
     return rows
 
@@ -102,6 +107,11 @@ def footer(docs: Sequence[dict[str, Any]]) -> str:
         parts.append(f"{PROXY_MARK} proxy evaluator: seeded random-init weights, because the pretrained "
                      "checkpoint is absent on this machine. Such scores check the pipeline; they are not "
                      "comparable to published numbers.")
+    custom = sorted({(m.get("provenance", {}).get("embedder", "?"), m.get("provenance", {}).get("checkpoint_sha256") or "?")
+                     for x in docs for m in x["metrics"].values() if m.get("custom")})
+    if custom:
+        parts.append(f"{CUSTOM_MARK} custom checkpoint: " + "; ".join(f"{e} sha256 `{h[:16]}…`" for e, h in custom)
+                     + ", not the published weights. Such scores are not comparable to published numbers.")
     stale = sorted({(x["model"], x["stale_checkpoint"]) for x in docs if x.get("stale_checkpoint")})
     if stale:
         parts.append(f"{STALE_MARK} stale checkpoint (used as shipped; `make train` retrains it): "

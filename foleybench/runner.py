@@ -210,7 +210,7 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
         prov = metric.provenance()
         results[entry.name] = {
             **value.to_dict(), "higher_is_better": cls.higher_is_better,
-            "proxy": prov.get("weights") == "proxy", "provenance": prov,
+            "proxy": prov.get("weights") == "proxy", "custom": prov.get("weights") == "custom", "provenance": prov,
             "excluded": [list(e) for e in excluded], "options": opts, "seconds": round(time.time() - t0, 3),
         }
     doc = {

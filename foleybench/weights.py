@@ -5,6 +5,17 @@ paper. Files live in the weights directory: ``--weights-dir`` (CLI), else the
 ``FOLEYBENCH_WEIGHTS`` environment variable, else ``~/.cache/foleybench/weights``.
 Nothing is downloaded unless ``foleybench weights fetch NAME`` is run; a missing file is
 one clear error naming the file, its URL and that command.
+
+Labels (``Embedder.weights``): ``pretrained`` is reserved for the upstream file (its
+sha256, or the sha256 prefix / md5 upstream publishes, matches the record; a file in the
+weights directory under the upstream name is trusted by name when the record publishes
+no checksum, and refused when it publishes one that fails). A file the user names with
+``--checkpoint`` that is not the upstream file is ``custom``: loaded just as strictly,
+recorded with its own sha256, marked on the leaderboard. ``proxy``: seeded random init.
+
+Reading files: :func:`read_checkpoint` is the one reader (``weights_only=True``, see
+foleybench/checkpoint_io.py); :func:`read_state_dict` applies the one unwrap rule;
+TorchScript archives are the explicit :func:`read_torchscript` case.
 """
 from __future__ import annotations
 
@@ -18,6 +29,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from foleybench.api import FoleybenchError
+from foleybench.checkpoint_io import (  # noqa: F401  (re-exported: the one reader lives there)
+    CheckpointError,
+    is_torchscript_archive,
+    read_checkpoint,
+    read_state_dict,
+    read_torchscript,
+    state_dict_of,
+)
+from foleybench.hashing import file_digest, sha256_file  # noqa: F401  (sha256_file: re-export)
 
 ENV_VAR = "FOLEYBENCH_WEIGHTS"
 
@@ -31,6 +51,16 @@ class WeightRecord:
     license: str
     paper: str
     note: str = ""
+    sha256_prefix: str | None = None  # leading hex digits a torch.hub file name publishes
+    md5: str | None = None            # what e.g. Zenodo publishes instead of a sha256
+
+    def downloadable(self) -> bool:
+        """Whether ``url`` is an address to fetch (some records say there is no release)."""
+        return "://" in self.url
+
+    def checks(self) -> bool:
+        """Whether upstream publishes anything to check a file against."""
+        return bool(self.sha256 or self.sha256_prefix or self.md5)
 
 
 class MissingWeightsError(FoleybenchError, FileNotFoundError):
@@ -98,42 +128,75 @@ def weights_dir() -> Path:
     return Path("~/.cache/foleybench/weights").expanduser()
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def upstream_mismatch(rec: WeightRecord, path: Path, digest: str) -> str | None:
+    """Why ``path`` (sha256 ``digest``) is not the upstream file of ``rec``, or None when
+    it is, or when the record publishes nothing to check (see :meth:`WeightRecord.checks`)."""
+    if rec.sha256 and digest != rec.sha256:
+        return f"sha256 {digest} does not match the registered {rec.sha256}"
+    if rec.sha256_prefix and not digest.startswith(rec.sha256_prefix):
+        return (f"sha256 {digest} does not start with {rec.sha256_prefix}, the prefix the upstream "
+                "file name publishes")
+    if rec.md5:
+        got = file_digest(path, "md5")
+        if got != rec.md5:
+            return f"md5 {got} does not match the upstream-published {rec.md5}"
+    return None
 
 
-def resolve(name: str, checkpoint: str | os.PathLike | None = None, verify: bool = True) -> tuple[Path, str]:
-    """Path and sha256 of the checkpoint for ``name``.
+@dataclass(frozen=True)
+class Located:
+    """A checkpoint file found for an embedder: its path, sha256 and label
+    (``"pretrained"``: the upstream file; ``"custom"``: a user's file, see module doc)."""
 
-    ``checkpoint`` overrides the weights directory (a file the user names); it is
-    still hashed and, when the record has a sha256, verified against it.
+    path: Path
+    sha256: str
+    weights: str
+
+
+def locate(name: str, checkpoint: str | os.PathLike | None = None, verify: bool = True) -> Located:
+    """Find, hash and label the checkpoint of ``name``.
+
+    No ``checkpoint``: the weights directory's file under the upstream name, which must
+    pass the record's checks (ChecksumError otherwise: a corrupt download or another
+    release; ``verify=False`` skips that). A ``checkpoint`` the user names is never
+    refused for its hash: it is ``pretrained`` when it passes a check the record
+    publishes, ``custom`` otherwise (including when the record publishes none).
     """
     rec = record(name)
     path = Path(checkpoint).expanduser() if checkpoint else weights_dir() / rec.filename
     if not path.is_file():
+        how = (f"  fetch it with: foleybench weights fetch {name}  " if rec.downloadable() else
+               f"  nothing to download{': ' + rec.note if rec.note else ''}\n  ")
         raise MissingWeightsError(
             f"weights for {name!r} not found: {path} is missing.\n"
             f"  upstream file: {rec.filename}\n  url: {rec.url}\n"
-            f"  fetch it with: foleybench weights fetch {name}  "
-            f"(or put it in {weights_dir()} / set {ENV_VAR}, or pass --checkpoint)"
+            f"{how}(or put it in {weights_dir()} / set {ENV_VAR}, or pass --checkpoint)"
         )
     digest = sha256_file(path)
-    if verify and rec.sha256 and digest != rec.sha256:
-        raise ChecksumError(
-            f"{path}: sha256 {digest} does not match the registered {rec.sha256} for "
-            f"{name!r} ({rec.url}); the file is corrupt or a different release"
-        )
-    return path, digest
+    if checkpoint:
+        upstream = rec.checks() and upstream_mismatch(rec, path, digest) is None
+        return Located(path, digest, "pretrained" if upstream else "custom")
+    if verify:
+        why = upstream_mismatch(rec, path, digest)
+        if why:
+            raise ChecksumError(f"{path}: {why} for {name!r} ({rec.url}); the file is corrupt or a "
+                                "different release (pass it with --checkpoint to score it as custom)")
+    return Located(path, digest, "pretrained")
+
+
+def resolve(name: str, checkpoint: str | os.PathLike | None = None, verify: bool = True) -> tuple[Path, str]:
+    """``(path, sha256)`` of :func:`locate` (kept for callers that need no label)."""
+    loc = locate(name, checkpoint, verify)
+    return loc.path, loc.sha256
 
 
 def fetch(name: str, force: bool = False) -> Path:
     """Download the checkpoint for ``name`` into the weights directory and verify it."""
     rec = record(name)
     dest = weights_dir() / rec.filename
+    if not rec.downloadable():
+        raise MissingWeightsError(f"{name}: there is nothing to download (url: {rec.url})"
+                                  + (f"; {rec.note}" if rec.note else ""))
     if dest.is_file() and not force:
         resolve(name)
         return dest
@@ -142,9 +205,9 @@ def fetch(name: str, force: bool = False) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(rec.url) as resp:
             shutil.copyfileobj(resp, out, length=1 << 20)
-        digest = sha256_file(tmp)
-        if rec.sha256 and digest != rec.sha256:
-            raise ChecksumError(f"{rec.url}: downloaded sha256 {digest} != registered {rec.sha256}")
+        why = upstream_mismatch(rec, Path(tmp), sha256_file(tmp))
+        if why:
+            raise ChecksumError(f"{rec.url}: downloaded file: {why}")
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -161,8 +224,7 @@ def status() -> list[dict[str, Any]]:
         path = weights_dir() / rec.filename
         state = "missing"
         if path.is_file():
-            ok = rec.sha256 is None or sha256_file(path) == rec.sha256
-            state = "ok" if ok else "BAD SHA256"
+            state = "BAD SHA256" if upstream_mismatch(rec, path, sha256_file(path)) else "ok"
         rows.append({"name": name, "file": rec.filename, "state": state, "license": rec.license,
                      "url": rec.url})
     return rows

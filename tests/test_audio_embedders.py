@@ -2,7 +2,7 @@
 
 Parity: the peer's randomly initialised network is saved in the upstream checkpoint
 layout and loaded through our ``build(mode="pretrained", checkpoint=...)`` (the strict
-path; checksums skipped with ``verify=False`` since the file is not the upstream one).
+path). The file is not the upstream one, so the embedder is labelled ``custom``.
 Peers (test-only): ``pip install torchvggish==0.2 panns-inference==0.1.1``.
 """
 from __future__ import annotations
@@ -57,8 +57,8 @@ def test_vggish_parity_with_torchvggish(tmp_path: Path, audio16k: list[np.ndarra
     torch.save(peer.state_dict(), ckpt)
     # av-benchmark / fadtk: the embedding before torchvggish's final ReLU
     peer.embeddings = torch.nn.Sequential(*list(peer.embeddings.children())[:-1])
-    ours = vggish.build(mode="pretrained", checkpoint=str(ckpt), verify=False)
-    assert ours.weights == "pretrained" and ours.checkpoint_sha256 == W.sha256_file(ckpt)
+    ours = vggish.build(mode="pretrained", checkpoint=str(ckpt))
+    assert ours.weights == "custom" and ours.checkpoint_sha256 == W.sha256_file(ckpt)
     got = ours.embed_inputs(audio16k)
     for x, g in zip(audio16k, got):
         ex = vi.waveform_to_examples(x.astype(np.float64), 16000, return_tensor=False)
@@ -84,7 +84,8 @@ def test_panns_parity_with_panns_inference(tmp_path: Path, audio16k: list[np.nda
                 m.running_var.uniform_(0.5, 2.0)
     ckpt = tmp_path / "Cnn14_16k_peer.pth"
     torch.save({"model": peer.state_dict(), "iteration": 0}, ckpt)
-    ours = panns.build(mode="pretrained", checkpoint=str(ckpt), verify=False)
+    ours = panns.build(mode="pretrained", checkpoint=str(ckpt))
+    assert ours.weights == "custom"  # md5 is not Zenodo's
     emb, logits = ours.embed_inputs(audio16k), ours.logits_inputs(audio16k)
     for x, e, lg in zip(audio16k, emb, logits):
         with torch.no_grad():
@@ -101,7 +102,7 @@ def test_encodec_parity_with_encodec_package(encodec_ckpt: tuple[Path, dict]) ->
     peer = encodec._model().eval()
     peer.load_state_dict(sd)
     x = (0.2 * np.random.default_rng(1).standard_normal(24000)).astype(np.float32)
-    ours = encodec.build(mode="pretrained", checkpoint=str(path), verify=False)
+    ours = encodec.build(mode="pretrained", checkpoint=str(path))
     got = ours.embed_inputs([x])[0]
     with torch.no_grad():
         ref = peer.encoder(torch.from_numpy(x)[None, None])[0].T.numpy()
@@ -122,20 +123,25 @@ def test_strict_loading_names_the_file(tmp_path: Path, encodec_ckpt: tuple[Path,
     path = tmp_path / f"encodec-{damage}.th"
     torch.save(sd, path)
     with pytest.raises(W.StrictLoadError) as exc:
-        encodec.build(mode="pretrained", checkpoint=str(path), verify=False)
+        encodec.build(mode="pretrained", checkpoint=str(path))
     msg = str(exc.value)
     assert str(path) in msg
     assert {"missing": "1 missing keys", "extra": "1 unexpected keys", "shape": "1 shape mismatches"}[damage] in msg
 
 
-def test_checksum_mismatch_raises(monkeypatch: pytest.MonkeyPatch, encodec_ckpt: tuple[Path, dict]) -> None:
-    path = encodec_ckpt[0]
+def test_weights_dir_file_that_fails_upstream_check_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                encodec_ckpt: tuple[Path, dict]) -> None:
+    """A file under the upstream name in the weights directory must be the upstream file."""
+    monkeypatch.setattr(W, "_override", tmp_path)
+    (tmp_path / encodec.RECORD.filename).write_bytes(encodec_ckpt[0].read_bytes())
     with pytest.raises(W.ChecksumError, match="d7cc33bc"):  # upstream's sha256 prefix
-        encodec.build(mode="pretrained", checkpoint=str(path))
+        encodec.build(mode="pretrained")
     wrong = "0" * 64
     monkeypatch.setitem(W.WEIGHTS, "encodec", dataclasses.replace(encodec.RECORD, sha256=wrong))
     with pytest.raises(W.ChecksumError, match=wrong):
-        encodec.build(mode="pretrained", checkpoint=str(path), verify=True)
+        encodec.build(mode="pretrained")
+    # the same bytes named with --checkpoint: scored, labelled custom, not refused
+    assert encodec.build(mode="pretrained", checkpoint=str(encodec_ckpt[0])).weights == "custom"
 
 
 def test_missing_weights_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -165,7 +171,7 @@ def test_proxy_determinism() -> None:
 
 
 def test_batching_does_not_mix_clips(encodec_ckpt: tuple[Path, dict]) -> None:
-    emb = encodec.build(mode="pretrained", checkpoint=str(encodec_ckpt[0]), verify=False)
+    emb = encodec.build(mode="pretrained", checkpoint=str(encodec_ckpt[0]))
     rng = np.random.default_rng(2)
     xs = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in (4800, 9600, 4800)]
     together = emb.embed_inputs(xs)
@@ -214,7 +220,8 @@ def test_clap_strict_load_of_full_clapmodel_file(monkeypatch: pytest.MonkeyPatch
     sd = {k: v.contiguous() for k, v in peer.state_dict().items()}
     path = tmp_path / "clap.safetensors"
     save_file(sd, str(path))
-    ours = clap.build(mode="pretrained", checkpoint=str(path), verify=False)
+    ours = clap.build(mode="pretrained", checkpoint=str(path))
+    assert ours.weights == "custom"  # the record publishes no checksum: a user's file is custom
     x = (0.2 * np.random.default_rng(6).standard_normal(48000 * 3)).astype(np.float32)
     got = ours.embed_inputs([x])[0]
     feats = clap._extractor()([x.astype(np.float64)], sampling_rate=48000, return_tensors="pt")
@@ -225,4 +232,4 @@ def test_clap_strict_load_of_full_clapmodel_file(monkeypatch: pytest.MonkeyPatch
     del sd["text_projection.linear1.bias"]  # a text-tower key missing must fail too
     save_file(sd, str(path))
     with pytest.raises(W.StrictLoadError, match="1 missing keys"):
-        clap.build(mode="pretrained", checkpoint=str(path), verify=False)
+        clap.build(mode="pretrained", checkpoint=str(path))

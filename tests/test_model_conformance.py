@@ -136,3 +136,19 @@ def test_paper_without_weights_names_file_and_url(name, tmp_path):
     rec = fam.checkpoints[tag]
     assert str(tmp_path / rec.file) in msg and f"url: {rec.url}" in msg
     assert rec.url and ("://" in rec.url or f"foleybench train --model {name}" in msg)
+
+
+@pytest.mark.parametrize("name", PAPER[:1])
+def test_fetch_refuses_a_record_with_nothing_to_download(name, tmp_path):
+    from foleybench import weights
+
+    rec = weights.record(name)
+    if rec.downloadable():
+        pytest.skip(f"{name} has a download address")
+    set_weights_dir(tmp_path)
+    try:
+        with pytest.raises(MissingWeightsError, match="nothing to download"):
+            weights.fetch(name)
+    finally:
+        set_weights_dir(None)
+    assert not any(tmp_path.iterdir())  # no partial file left behind

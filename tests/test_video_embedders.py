@@ -91,7 +91,9 @@ def test_i3d_strict_loading_names_the_file(tmp_path):
     good = {k: v.clone() for k, v in i3d.InceptionI3d(400).state_dict().items()}
     old = {k: v for k, v in good.items() if not k.endswith("num_batches_tracked")}  # pre-0.4.1 file
     e = i3d.build("pretrained", checkpoint=_save(old, tmp_path / "rgb_imagenet.pt"))
-    assert e.weights == "pretrained" and not e.scripted and e.notes
+    # a random file named by the user is scored as custom, with its own sha256
+    assert e.weights == "custom" and not e.scripted and e.notes
+    assert e.checkpoint_sha256 == weights.sha256_file(tmp_path / "rgb_imagenet.pt")
     missing = dict(good)
     missing.pop("Mixed_4b.b1b.conv3d.weight")
     extra = {**good, "Mixed_9z.conv3d.weight": torch.zeros(1)}

@@ -1,8 +1,11 @@
 """Embedders: networks that turn media into vectors, with provenance.
 
-``get_embedder(name, ctx)`` is the one way the runner obtains an embedder: pretrained
-weights when their file is present (verified by sha256), else, only when the run
-allows it (``ctx.proxy``), a seeded random-init proxy that is labelled as such.
+``get_embedder(name, ctx)`` is the one way the runner obtains an embedder: the file named
+by ``ctx.checkpoints[name]`` (``--checkpoint``; labelled ``custom`` with its sha256 unless it
+is the upstream file), else the weights directory's upstream file (``pretrained``, checked
+against the record's sha256 / prefix / md5), else, only when the run allows it
+(``ctx.proxy``) and no checkpoint was named, a seeded random-init proxy labelled as such.
+Every network-backed embedder is a :class:`~foleybench.metrics.embedders.base.TorchEmbedder`.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ cover_all=True (that is why fc6 takes 512x4x4).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -28,16 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
-from foleybench.metrics.embedders.video_base import (
-    VideoEmbedder,
-    build_seeded,
-    is_torchscript_archive,
-    load_state_dict_file,
-    read_frames,
-)
+from foleybench.metrics.embedders.base import Factory, build_net, strict_loader
+from foleybench.metrics.embedders.video_base import VideoEmbedder, read_frames
 from foleybench.metrics.functional import video_preprocess as vp
-from foleybench.weights import WeightRecord, load_strict, register, resolve
+from foleybench.weights import WeightRecord, register
 
 register(WeightRecord(
     name="c3d", filename="c3d_ucf101.pt",
@@ -101,17 +98,18 @@ class C3DEmbedder(VideoEmbedder):
                  spatial: str = "c3d", start_s: float = 0.0, amp: bool = True, proxy_config: str | None = None):
         if spatial not in ("tgan2", "c3d"):
             raise ValueError(f"spatial must be 'tgan2' or 'c3d', not {spatial!r}")
-        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
-        self.device, self.scripted, self.spatial, self.start_s, self.amp = device, scripted, spatial, start_s, amp
+        super().__init__(net, weights=weights, checkpoint_sha256=sha256, device=device, amp=amp)
+        self.scripted, self.spatial, self.start_s = scripted, spatial, start_s
         self.proxy_config = proxy_config
         if not scripted:
             self.dim = int(net.fc7.out_features)  # type: ignore[misc]
 
     def preprocess_id(self) -> str:
         if self.scripted:
-            return f"c3d|16f from {self.start_s}s|torchscript(own preprocessing)"
+            return f"c3d|16f from {self.start_s}s|torchscript(own preprocessing){self.precision_id()}"
         sp = ("resize112x112" if self.spatial == "tgan2" else "short128+centercrop112")
-        return f"c3d|16f from {self.start_s}s|{sp}:{vp.RESIZE_METHODS['bilinear_ac']}|[-1,1]|BGRx128+128-mean"
+        return (f"c3d|16f from {self.start_s}s|{sp}:{vp.RESIZE_METHODS['bilinear_ac']}|[-1,1]|BGRx128+128-mean"
+                f"{self.precision_id()}")
 
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> uint8 ``[3, 16, H, W]`` (TorchScript) or float32 ``[3, 16, 112, 112]`` in [-1, 1]."""
@@ -157,28 +155,30 @@ class C3DEmbedder(VideoEmbedder):
         return self._outputs(inputs, 1)
 
 
+def _proxy_init(net: nn.Module) -> None:
+    """He-normal convs/linears (see i3d.kaiming_convs) and TGANv2's constant BGR mean."""
+    from foleybench.metrics.embedders.i3d import kaiming_convs
+
+    kaiming_convs(net)
+    net.mean.copy_(torch.tensor(_PROXY_MEAN_BGR).view(3, 1, 1, 1).expand(3, 16, 112, 112))
+
+
+def _load(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
+    """StyleGAN-V's TorchScript port as is, or a state_dict in our layout strictly."""
+    if W.is_torchscript_archive(path):
+        return W.read_torchscript(path), {"scripted": True}
+    return strict_loader(path, make)
+
+
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
           proxy_config: str = "small", **opts: Any) -> C3DEmbedder:
-    """mode "pretrained": the TorchScript port, or a state_dict in our layout (strict);
+    """mode "pretrained": the TorchScript port, or a state_dict in our layout (strict; a
+    user's file that is not the registered one is labelled custom);
     mode "proxy": seeded random init ("small": widths / 8; "full"), constant BGR mean."""
-    if mode == "proxy":
-        if proxy_config not in PROXY_CONFIGS:
-            raise ValueError(f"proxy_config must be one of {sorted(PROXY_CONFIGS)}")
-
-        def post(net: nn.Module) -> None:
-            from foleybench.metrics.embedders.i3d import kaiming_convs
-
-            kaiming_convs(net)
-            net.mean.copy_(torch.tensor(_PROXY_MEAN_BGR).view(3, 1, 1, 1).expand(3, 16, 112, 112))
-
-        net, sha = build_seeded(lambda: C3D(101, PROXY_CONFIGS[proxy_config]), seed, post)
-        return C3DEmbedder(net, weights="proxy", sha256=sha, device=device, proxy_config=proxy_config, **opts)
-    if mode != "pretrained":
-        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
-    path, sha = resolve("c3d", checkpoint)
-    if is_torchscript_archive(path):
-        net = torch.jit.load(str(path), map_location="cpu")
-        return C3DEmbedder(net, weights="pretrained", sha256=sha, device=device, scripted=True, **opts)
-    net = C3D(101)
-    load_strict(net, load_state_dict_file(path), str(path))
-    return C3DEmbedder(net, weights="pretrained", sha256=sha, device=device, **opts)
+    if mode == "proxy" and proxy_config not in PROXY_CONFIGS:
+        raise ValueError(f"proxy_config must be one of {sorted(PROXY_CONFIGS)}")
+    div = PROXY_CONFIGS[proxy_config] if mode == "proxy" else 1
+    b = build_net("c3d", lambda: C3D(101, div), mode=mode, checkpoint=checkpoint, seed=seed, load=_load,
+                  proxy_init=_proxy_init)
+    extras = {"proxy_config": proxy_config} if mode == "proxy" else b.extras
+    return C3DEmbedder(b.net, weights=b.weights, sha256=b.sha256, device=device, **extras, **opts)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import AudioEmbedder, build_network, read_checkpoint
+from foleybench.metrics.embedders.audio_base import AudioEmbedder
+from foleybench.metrics.embedders.base import Factory, build_net
 
 RECORD = W.register(W.WeightRecord(
     name="clap",
@@ -86,10 +87,10 @@ def _audio_model(audio_cfg: dict[str, Any]) -> nn.Module:
     return ClapAudioModelWithProjection(ClapAudioConfig(**audio_cfg))
 
 
-def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
+def _load(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
     from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
 
-    sd = dict(read_checkpoint(path))
+    sd = W.read_state_dict(path)
     with torch.device("meta"):  # shapes and names only: no memory for the text tower
         full = ClapModel(ClapConfig(text_config=ClapTextConfig(**PRETRAINED_TEXT).to_dict(),
                                     audio_config=ClapAudioConfig(**PRETRAINED_AUDIO).to_dict()))
@@ -97,7 +98,9 @@ def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
     check = {k: v for k, v in sd.items() if k not in OPTIONAL_KEYS}
     W.load_strict(_KeysOnly({k: v for k, v in own.items() if k not in OPTIONAL_KEYS}), check, str(path))
     audio = {k: v for k, v in sd.items() if k.startswith(("audio_model.", "audio_projection."))}
+    net = make()
     W.load_strict(net, audio, str(path))
+    return net, {}
 
 
 class _KeysOnly(nn.Module):
@@ -119,6 +122,6 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
     """CLAP audio embedder. Proxy: transformers' default ClapAudioConfig (HTSAT-tiny),
     seeded random init; pretrained: HTSAT-base from the registered checkpoint."""
     cfg = {} if mode == "proxy" else PRETRAINED_AUDIO
-    net, weights, sha = build_network("clap", lambda: _audio_model(cfg), mode=mode,
-                                      checkpoint=checkpoint, seed=seed, verify=verify, load=_load)
-    return CLAP(net, weights=weights, checkpoint_sha256=sha, device=device)
+    b = build_net("clap", lambda: _audio_model(cfg), mode=mode, checkpoint=checkpoint, seed=seed,
+                  verify=verify, load=_load)
+    return CLAP(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

@@ -13,20 +13,18 @@ embeddings (one row per frame); ``embed_text`` -> ``[N, 512]`` L2-normalised.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
-from foleybench.metrics.embedders.video_base import (
-    VideoEmbedder,
-    build_seeded,
-    load_state_dict_file,
-    read_frames,
-)
+from foleybench.metrics.embedders.base import Factory, build_net
+from foleybench.metrics.embedders.video_base import VideoEmbedder, read_frames
 from foleybench.metrics.functional import video_preprocess as vp
-from foleybench.weights import WeightRecord, load_strict, register, resolve
+from foleybench.weights import WeightRecord, register
 
 _OPENAI_SHA = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
 register(WeightRecord(
@@ -58,13 +56,13 @@ class CLIPEmbedder(VideoEmbedder):
                  n_frames: int = 8, amp: bool = True):
         import open_clip
 
-        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
-        self.device, self.n_frames, self.amp = device, n_frames, amp
+        super().__init__(net, weights=weights, checkpoint_sha256=sha256, device=device, amp=amp)
+        self.n_frames = n_frames
         self.tokenizer = open_clip.get_tokenizer("ViT-B-32")
 
     def preprocess_id(self) -> str:
         return (f"clip|{self.n_frames} frames uniform over clip|short224:{vp.RESIZE_METHODS['bicubic_aa_uint8']}"
-                f"|centercrop224|clip-mean-std")
+                f"|centercrop224|clip-mean-std{self.precision_id()}")
 
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> float32 ``[F, 3, 224, 224]`` normalised frames (F = n_frames, fewer if the clip is shorter)."""
@@ -90,15 +88,18 @@ class CLIPEmbedder(VideoEmbedder):
         return y.numpy()
 
 
+def _load(path: Path, make: Factory) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """OpenAI's TorchScript file (its tensors) or an open_clip state_dict, strictly, less
+    the three integer fields OpenAI stores."""
+    sd = (dict(W.read_torchscript(path).state_dict()) if W.is_torchscript_archive(path)
+          else W.read_state_dict(path))
+    net = make()
+    W.load_strict(net, {k: v for k, v in sd.items() if k not in _OPENAI_INT_KEYS}, str(path))
+    return net, {}
+
+
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
           **opts: Any) -> CLIPEmbedder:
-    if mode == "proxy":
-        net, sha = build_seeded(_make_model, seed)
-        return CLIPEmbedder(net, weights="proxy", sha256=sha, device=device, **opts)
-    if mode != "pretrained":
-        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
-    path, sha = resolve("clip", checkpoint)
-    sd = {k: v for k, v in load_state_dict_file(path).items() if k not in _OPENAI_INT_KEYS}
-    net = _make_model()
-    load_strict(net, sd, str(path))
-    return CLIPEmbedder(net, weights="pretrained", sha256=sha, device=device, **opts)
+    """mode "pretrained": OpenAI's ViT-B-32 (a user's other file: custom); "proxy": seeded."""
+    b = build_net("clip", _make_model, mode=mode, checkpoint=checkpoint, seed=seed, load=_load)
+    return CLIPEmbedder(b.net, weights=b.weights, sha256=b.sha256, device=device, **opts)

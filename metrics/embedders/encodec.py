@@ -10,18 +10,13 @@ file must fit). Only the encoder runs: ``[B, N]`` at 24 kHz -> ``[B, ceil(N/320)
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import (
-    AudioEmbedder,
-    build_network,
-    check_upstream,
-    read_checkpoint,
-)
+from foleybench.metrics.embedders.audio_base import AudioEmbedder
+from foleybench.metrics.embedders.base import build_net
 
 RECORD = W.register(W.WeightRecord(
     name="encodec",
@@ -31,9 +26,10 @@ RECORD = W.register(W.WeightRecord(
     license="MIT (facebookresearch/encodec code and weights)",
     paper="Defossez et al., High Fidelity Neural Audio Compression, TMLR 2023 (arXiv:2210.13438)",
     note=("upstream publishes the sha256 prefix d7cc33bc in the file name (encodec checks it with "
-          "torch.hub check_hash); build() enforces it. Two third-party records give the full sha256 "
+          "torch.hub check_hash); it decides pretrained vs custom. Two third-party records give the full sha256 "
           "d7cc33bcf1aad7f2dad9836f36431530744abeace3ca033005e3290ed4fa47bf (93,171,529 bytes), "
           "not verified here"),
+    sha256_prefix="d7cc33bc",
 ))
 
 SAMPLE_RATE = 24000
@@ -62,15 +58,9 @@ class EnCodec(AudioEmbedder):
         return z.transpose(1, 2)
 
 
-def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
-    if verify:
-        check_upstream(path, sha256, sha256_prefix="d7cc33bc")
-    W.load_strict(net, read_checkpoint(path), str(path))
-
-
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
           seed: int = 0, verify: bool = True) -> EnCodec:
-    """EnCodec-24k encoder embedder; ``verify=False`` skips checksum checks (tests only)."""
-    net, weights, sha = build_network("encodec", _model, mode=mode, checkpoint=checkpoint,
-                                      seed=seed, verify=verify, load=_load)
-    return EnCodec(net, weights=weights, checkpoint_sha256=sha, device=device)
+    """EnCodec-24k encoder embedder (the whole published state_dict, strictly); a
+    ``checkpoint`` without the upstream sha256 prefix is labelled custom."""
+    b = build_net("encodec", _model, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify)
+    return EnCodec(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

@@ -17,6 +17,7 @@ resized to 224x224 bilinearly (no crop; see RESIZE_METHODS["bilinear"]), then 2x
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,16 +25,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
-from foleybench.metrics.embedders.video_base import (
-    VideoEmbedder,
-    build_seeded,
-    is_torchscript_archive,
-    load_state_dict_file,
-    read_frames,
-)
+from foleybench.metrics.embedders.base import Factory, build_net
+from foleybench.metrics.embedders.video_base import VideoEmbedder, read_frames
 from foleybench.metrics.functional import video_preprocess as vp
-from foleybench.weights import WeightRecord, he_normal_init, load_strict, register, resolve
+from foleybench.weights import WeightRecord, he_normal_init, register
 
 register(WeightRecord(
     name="i3d", filename="i3d_torchscript.pt",
@@ -161,15 +158,16 @@ class I3D(VideoEmbedder):
                  proxy_config: str | None = None, notes: tuple[str, ...] = ()):
         if feature not in ("logits", "pool") or (scripted and feature != "logits"):
             raise ValueError(f"feature must be 'logits' or 'pool' (TorchScript: logits only), not {feature!r}")
-        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
-        self.device, self.scripted, self.feature, self.amp = device, scripted, feature, amp
+        super().__init__(net, weights=weights, checkpoint_sha256=sha256, device=device, amp=amp)
+        self.scripted, self.feature = scripted, feature
         self.n_frames, self.start_s, self.proxy_config, self.notes = n_frames, start_s, proxy_config, notes
         self.dim = 400 if feature == "logits" else int(net.feature_dim)  # type: ignore[misc]
 
     def preprocess_id(self) -> str:
         spatial = ("torchscript(rescale=True,resize=True)" if self.scripted
                    else f"resize224x224:{vp.RESIZE_METHODS['bilinear']}|2x/255-1")
-        return f"i3d|{self.n_frames}f consecutive from {self.start_s}s at native fps|{spatial}|feature={self.feature}"
+        return (f"i3d|{self.n_frames}f consecutive from {self.start_s}s at native fps|{spatial}"
+                f"|feature={self.feature}{self.precision_id()}")
 
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> uint8 ``[3, T, H, W]`` (TorchScript) or float32 ``[3, T, 224, 224]`` in [-1, 1]."""
@@ -208,24 +206,26 @@ def kaiming_convs(net: nn.Module) -> None:
     he_normal_init(net, ("Conv3d", "Conv2d", "Linear"))
 
 
+def _load(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]:
+    """StyleGAN-V's TorchScript port as is, or a pytorch_i3d state_dict strictly."""
+    if W.is_torchscript_archive(path):
+        return W.read_torchscript(path), {"scripted": True}
+    sd = W.read_state_dict(path)
+    net = make()
+    sd, added = _with_batch_counters(net, sd)
+    W.load_strict(net, sd, str(path))
+    return net, {"notes": ("num_batches_tracked added (pre-0.4.1 file)",) if added else ()}
+
+
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
           proxy_config: str = "small", **opts: Any) -> I3D:
-    """mode "pretrained": the TorchScript port (or a pytorch_i3d state_dict, strict);
+    """mode "pretrained": the TorchScript port (or a pytorch_i3d state_dict, strict; a
+    user's file that is not the registered one is labelled custom);
     mode "proxy": seeded random init of the "small" (widths / 8) or "full" network."""
-    if mode == "proxy":
-        if proxy_config not in PROXY_CONFIGS:
-            raise ValueError(f"proxy_config must be one of {sorted(PROXY_CONFIGS)}")
-        net, sha = build_seeded(lambda: InceptionI3d(400, PROXY_CONFIGS[proxy_config]), seed,
-                                    kaiming_convs)
-        return I3D(net, weights="proxy", sha256=sha, device=device, proxy_config=proxy_config, **opts)
-    if mode != "pretrained":
-        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
-    path, sha = resolve("i3d", checkpoint)
-    if is_torchscript_archive(path):
-        net = torch.jit.load(str(path), map_location="cpu")
-        return I3D(net, weights="pretrained", sha256=sha, device=device, scripted=True, **opts)
-    net = InceptionI3d(400)
-    sd, added = _with_batch_counters(net, load_state_dict_file(path))
-    load_strict(net, sd, str(path))
-    notes = ("num_batches_tracked added (pre-0.4.1 file)",) if added else ()
-    return I3D(net, weights="pretrained", sha256=sha, device=device, notes=notes, **opts)
+    if mode == "proxy" and proxy_config not in PROXY_CONFIGS:
+        raise ValueError(f"proxy_config must be one of {sorted(PROXY_CONFIGS)}")
+    div = PROXY_CONFIGS[proxy_config] if mode == "proxy" else 1
+    b = build_net("i3d", lambda: InceptionI3d(400, div), mode=mode, checkpoint=checkpoint, seed=seed,
+                  load=_load, proxy_init=kaiming_convs)
+    extras = {"proxy_config": proxy_config} if mode == "proxy" else b.extras
+    return I3D(b.net, weights=b.weights, sha256=b.sha256, device=device, **extras, **opts)

@@ -21,17 +21,20 @@ channel (kaldi fbank reads channel 0).
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from foleybench import media
+from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
+from foleybench.metrics.embedders.base import Factory, build_net
 from foleybench.metrics.embedders.imagebind_net import CONFIGS, ImageBindAV, split_checkpoint
-from foleybench.metrics.embedders.video_base import VideoEmbedder, build_seeded, read_frames
+from foleybench.metrics.embedders.video_base import VideoEmbedder, read_frames
 from foleybench.metrics.functional import video_preprocess as vp
-from foleybench.weights import WeightRecord, load_strict, register, resolve
+from foleybench.weights import WeightRecord, register
 
 register(WeightRecord(
     name="imagebind", filename="imagebind_huge.pth",
@@ -87,8 +90,8 @@ class ImageBind(VideoEmbedder):
 
     def __init__(self, net: ImageBindAV, *, weights: str, sha256: str, device: str = "cpu", amp: bool = True,
                  proxy_config: str | None = None, dropped: dict[str, int] | None = None):
-        self.net, self.weights, self.checkpoint_sha256 = net.to(device).eval(), weights, sha256
-        self.device, self.amp, self.proxy_config = device, amp, proxy_config
+        super().__init__(net, weights=weights, checkpoint_sha256=sha256, device=device, amp=amp)
+        self.proxy_config = proxy_config
         self.dropped = dict(dropped or {})
         self.dim = net.cfg.out_dim  # type: ignore[misc]
 
@@ -96,7 +99,7 @@ class ImageBind(VideoEmbedder):
         return (f"imagebind|video:{VIDEO_FPS}fps ffmpeg-fps-filter over clip,short224:"
                 f"{vp.RESIZE_METHODS['bicubic_aa_uint8']},clip-mean-std,3 crops,frame pairs"
                 f"|audio:{AUDIO_RATE}Hz {media.RESAMPLER} mono dc,{N_CLIPS}x{CLIP_S}s,kaldi fbank{MEL_BINS}x"
-                f"{TARGET_FRAMES},({FBANK_MEAN},{FBANK_STD})")
+                f"{TARGET_FRAMES},({FBANK_MEAN},{FBANK_STD}){self.precision_id()}")
 
     def provenance(self) -> dict[str, Any]:
         p = super().provenance()
@@ -151,21 +154,23 @@ class ImageBind(VideoEmbedder):
         return self._apply(self.net.embed_audio, inputs)
 
 
+def _load(path: Path, make: Factory) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The vision and audio towers of a full ImageBind file, strictly; the other
+    modalities' entries are dropped and counted (``dropped``)."""
+    kept, dropped = split_checkpoint(W.read_state_dict(path))
+    net = make()
+    W.load_strict(net, kept, str(path))
+    return net, {"dropped": dropped}
+
+
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu", seed: int = 0,
           proxy_config: str = "small", **opts: Any) -> ImageBind:
-    """mode "pretrained": imagebind_huge.pth, vision+audio loaded strictly; mode "proxy":
-    seeded random init of ``CONFIGS[proxy_config]`` ("small" by default; "huge" possible)."""
-    if mode == "proxy":
-        if proxy_config not in CONFIGS:
-            raise ValueError(f"proxy_config must be one of {sorted(CONFIGS)}")
-        net, sha = build_seeded(lambda: ImageBindAV(CONFIGS[proxy_config]), seed)
-        return ImageBind(net, weights="proxy", sha256=sha, device=device, proxy_config=proxy_config, **opts)
-    if mode != "pretrained":
-        raise ValueError(f"mode must be 'pretrained' or 'proxy', not {mode!r}")
-    path, sha = resolve("imagebind", checkpoint)
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    kept, dropped = split_checkpoint(sd)
-    del sd
-    net = ImageBindAV(CONFIGS["huge"])
-    load_strict(net, kept, str(path))
-    return ImageBind(net, weights="pretrained", sha256=sha, device=device, dropped=dropped, **opts)
+    """mode "pretrained": imagebind_huge.pth, vision+audio loaded strictly (a user's other
+    file: custom); mode "proxy": seeded random init of ``CONFIGS[proxy_config]`` ("small"
+    by default; "huge" possible)."""
+    if mode == "proxy" and proxy_config not in CONFIGS:
+        raise ValueError(f"proxy_config must be one of {sorted(CONFIGS)}")
+    cfg = CONFIGS[proxy_config] if mode == "proxy" else CONFIGS["huge"]
+    b = build_net("imagebind", lambda: ImageBindAV(cfg), mode=mode, checkpoint=checkpoint, seed=seed, load=_load)
+    extras = {"proxy_config": proxy_config} if mode == "proxy" else b.extras
+    return ImageBind(b.net, weights=b.weights, sha256=b.sha256, device=device, **extras, **opts)

@@ -14,7 +14,6 @@ and IS-PANNs apply a softmax to these logits; our KL/IS metrics do the same.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import librosa
 import numpy as np
@@ -23,12 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import (
-    AudioEmbedder,
-    build_network,
-    check_upstream,
-    read_checkpoint,
-)
+from foleybench.metrics.embedders.audio_base import AudioEmbedder
+from foleybench.metrics.embedders.base import build_net
 
 UPSTREAM_MD5 = "362fc5ff18f1d6ad2f6d464b45893f2c"  # published by Zenodo record 3987831
 
@@ -40,9 +35,10 @@ RECORD = W.register(W.WeightRecord(
     license="MIT (qiuqiangkong/audioset_tagging_cnn); weights CC-BY-4.0 (Zenodo)",
     paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks for Audio Pattern "
           "Recognition, IEEE/ACM TASLP 2020",
-    note=(f"Zenodo publishes md5 {UPSTREAM_MD5}, not sha256; build() enforces the md5. A "
+    note=(f"Zenodo publishes md5 {UPSTREAM_MD5}, not sha256; it decides pretrained vs custom. A "
           "third-party record gives sha256 eee61e89d4ef120bfe0e900f0fb9e4814a2597bbd1f3bf8e149868a7d508bc10, "
           "not verified here. Tensors are the checkpoint's 'model' entry"),
+    md5=UPSTREAM_MD5,
 ))
 
 SAMPLE_RATE = 16000
@@ -166,16 +162,10 @@ class PANNs(AudioEmbedder):
         return self.net(x)[1]                       # [B, 527], pre-sigmoid
 
 
-def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
-    if verify:
-        check_upstream(path, sha256, md5=UPSTREAM_MD5)
-    W.load_strict(net, read_checkpoint(path, key="model", trusted=verify), str(path))
-
-
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
           seed: int = 0, verify: bool = True) -> PANNs:
-    """PANNs Cnn14_16k embedder; ``verify=False`` skips checksum checks (tests only)."""
-    net, weights, sha = build_network(
-        "panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify, load=_load,
-        after_init=lambda m: (W.he_normal_init(m), m.fill_frontend()))  # type: ignore[operator]
-    return PANNs(net, weights=weights, checkpoint_sha256=sha, device=device)
+    """PANNs Cnn14_16k embedder: the file's ``model`` entry (the unwrap rule), strictly; a
+    ``checkpoint`` whose md5 is not Zenodo's is labelled custom."""
+    b = build_net("panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
+                  proxy_init=lambda m: (W.he_normal_init(m), m.fill_frontend()))  # type: ignore[operator]
+    return PANNs(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

@@ -13,19 +13,15 @@ ReLU (what av-benchmark and fadtk use for FD-VGGish). Each example is one FD sam
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import (
-    AudioEmbedder,
-    build_network,
-    check_upstream,
-    read_checkpoint,
-)
+from foleybench.device import full_precision
+from foleybench.metrics.embedders.audio_base import AudioEmbedder
+from foleybench.metrics.embedders.base import build_net
 
 RECORD = W.register(W.WeightRecord(
     name="vggish",
@@ -35,9 +31,10 @@ RECORD = W.register(W.WeightRecord(
     license="Apache-2.0 (tensorflow/models VGGish; torchvggish port)",
     paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
     note=("upstream publishes no full sha256; the file name carries the torch.hub sha256 prefix "
-          "10086976, which build() enforces. A third-party record gives sha256 "
+          "10086976, which decides pretrained vs custom. A third-party record gives sha256 "
           "10086976245803799d9194e9a73d9b6c1549c71d1b80106f5cade5608a561f4b (288,567,937 bytes), "
           "not verified here"),
+    sha256_prefix="10086976",
 ))
 
 SAMPLE_RATE = 16000
@@ -123,23 +120,18 @@ class VGGish(AudioEmbedder):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, E, 128]`` (E = complete 0.96 s examples)."""
-        with torch.autocast("cuda", enabled=False):  # front end in float64, always
+        with full_precision(str(self.device)):  # front end in float64, always
             ex = log_mel_examples(x)
         b, e = ex.shape[:2]
         y = self.net(ex.reshape(b * e, 1, EXAMPLE_FRAMES, N_MELS).to(torch.float32))
         return y.reshape(b, e, -1)
 
 
-def _load(net: nn.Module, path: Path, sha256: str, verify: bool) -> None:
-    if verify:
-        check_upstream(path, sha256, sha256_prefix="10086976")
-    W.load_strict(net, read_checkpoint(path), str(path))
-
-
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
           seed: int = 0, verify: bool = True) -> VGGish:
-    """VGGish embedder; ``verify=False`` skips checksum checks (tests only)."""
-    net, weights, sha = build_network("vggish", VGGishNet, mode=mode, checkpoint=checkpoint,
-                                      seed=seed, verify=verify, load=_load,
-                                      after_init=W.he_normal_init)
-    return VGGish(net, weights=weights, checkpoint_sha256=sha, device=device)
+    """VGGish embedder (torchvggish state_dict, loaded strictly). A ``checkpoint`` whose
+    sha256 lacks the upstream prefix is labelled custom; ``verify=False`` skips the check
+    of the weights directory's file (tests only)."""
+    b = build_net("vggish", VGGishNet, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
+                  proxy_init=W.he_normal_init)
+    return VGGish(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)
