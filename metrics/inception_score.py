@@ -50,10 +50,12 @@ class InceptionScore(ClipKeyedMetric):
         self.seed = default[1] if seed is None else seed
 
     def score_batch(self, pairs: Sequence[ClipPair]) -> list[Any]:
-        paths = [(p.pred_video if self.modality == "video" else p.pred_audio) or "" for p in pairs]
-        out = logits_files(self.embedder, paths, self.ctx)
-        return [Excluded(str(lg)) if isinstance(lg, InputError) else np.asarray(lg, dtype=np.float32).reshape(-1)
-                for lg in out]
+        paths = [p.pred_video if self.modality == "video" else p.pred_audio for p in pairs]
+        out: list[Any] = [Excluded(f"no generated {self.modality} file for task {p.task!r}") for p in pairs]
+        todo = [i for i, path in enumerate(paths) if path]
+        for i, lg in zip(todo, logits_files(self.embedder, [paths[i] or "" for i in todo], self.ctx)):
+            out[i] = Excluded(str(lg)) if isinstance(lg, InputError) else np.asarray(lg, dtype=np.float32).reshape(-1)
+        return out
 
     def compute(self) -> MetricValue:
         ids, logits = self.sorted_rows()
