@@ -41,7 +41,7 @@ class FVD(FrechetMetric):
         if n < MIN_VIDEOS:
             msg = (f"FVD on {n} videos (< {MIN_VIDEOS}): strongly biased upward and not comparable "
                    f"to FVD at 2048 videos")
-            warnings.warn(msg, stacklevel=4)  # points at the caller of compute()
+            warnings.warn(msg, stacklevel=3)  # extras <- compute <- its caller: point at the caller
             extras["warnings"].append(msg)
         return extras
 
