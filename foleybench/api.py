@@ -183,15 +183,23 @@ class ClipPair:
 class Metric(ABC):
     """Streaming metric: ``update`` on batches, ``merge`` shards, ``compute`` once.
 
-    States are sums or concatenations, so shards combine exactly. ``update`` returns
-    the list of (clip_id, reason) it excluded so the runner can report them; it never
-    substitutes another clip.
+    ``update`` returns the list of (clip_id, reason) it excluded so the runner can
+    report them; it never substitutes another clip. Contract (checked for every
+    registered metric by tests/test_metric_conformance.py): ``compute`` gives the same
+    value, interval and exclusions whether the clips came in one batch or several, and
+    whichever way shards were merged. The bases in ``foleybench.metrics.base`` keep state
+    keyed by clip id and reduce it in sorted clip-id order to that end.
+
+    ``tasks`` ("v2a", "a2v") is declared once, on the class a registry line names, and
+    never set on an instance: the runner reads it from the class before any work.
+    ``name`` is the registry name (a class attribute, or set in ``__init__`` by classes
+    that serve several registry names, e.g. ``fd_<embedder>``).
     """
 
-    name: ClassVar[str]
+    name: str
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[bool]
-    tasks: ClassVar[tuple[str, ...]] = ("v2a", "a2v")
+    tasks: ClassVar[tuple[str, ...]]
 
     @abstractmethod
     def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]: ...

@@ -88,7 +88,8 @@ for _name, _cls in [("oracle", "Oracle"), ("shuffled", "Shuffled"), ("silence", 
                     ("noise", "Noise")]:
     MODELS.add(_name, f"{_B}.reference:{_cls}", tasks=("v2a", "a2v"), family="reference")
 
-# Metrics. Each is built as ``cls(ctx=ScoreContext, **kwargs)``.
+# Metrics. Each is built as ``cls(ctx=ScoreContext, **kwargs)``; the tasks it serves are
+# the class's ``tasks`` (declared on the class, checked by the runner before any work).
 METRICS.add("av_align", f"{_M}.av_align:AVAlign")
 # PaSST (fd_passt, kl_passt) is not implemented yet: absent here so that asking for it
 # fails with the list of what exists, rather than deep inside a run.
@@ -98,7 +99,7 @@ METRICS.add("kl_panns", f"{_M}.kl:KLMetric", {"embedder": "panns"}, modality="au
 METRICS.add("is_panns", f"{_M}.inception_score:InceptionScore", {"embedder": "panns"}, modality="audio")
 METRICS.add("fvd", f"{_M}.fvd:FVD", modality="video")
 METRICS.add("clipsim", f"{_M}.clipsim:CLIPSim", modality="video")
-METRICS.add("is_c3d", f"{_M}.inception_score:InceptionScore", {"embedder": "c3d"}, modality="video")
+METRICS.add("is_c3d", f"{_M}.inception_score:VideoInceptionScore", {"embedder": "c3d"}, modality="video")
 METRICS.add("ib_score", f"{_M}.ib_score:IBScore", modality="cross")
 
 # Embedders. Each module exposes ``build(mode="pretrained"|"proxy", checkpoint=None,

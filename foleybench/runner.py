@@ -10,6 +10,7 @@ One broken clip is reported and excluded; the run goes on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from foleybench.api import (
     ClipPair,
     FoleybenchError,
     InputError,
+    Metric,
     ScoreContext,
     V2ARequest,
     check_outputs,
@@ -169,6 +171,25 @@ def validate(pairs: Sequence[ClipPair]) -> tuple[list[ClipPair], dict[str, str],
     return good, bad, warn
 
 
+def check_metric(name: str, task: str, opts: dict[str, Any] | None = None) -> type[Metric]:
+    """The class of registered metric ``name``, once it is known to serve ``task`` and to
+    accept ``opts``; raises :class:`FoleybenchError` otherwise. Imports the metric's
+    module but builds nothing (no embedder, no media)."""
+    entry = METRICS.entry(name)
+    cls = entry.load()
+    tasks = getattr(cls, "tasks", None)
+    if not tasks:
+        raise FoleybenchError(f"metric {name!r}: its class {cls.__name__} declares no tasks")
+    if task not in tasks:
+        raise FoleybenchError(f"metric {name!r} does not apply to {task} (it applies to {', '.join(tasks)})")
+    params = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in (opts or {}) if k not in params]
+    if unknown:
+        known = [k for k in params if k not in ("self", "ctx")]
+        raise FoleybenchError(f"metric {name!r} has no option {unknown} (options: {known})")
+    return cls
+
+
 def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Sequence[str],
           ctx: ScoreContext, extra: dict[str, Any] | None = None,
           metric_opts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -179,25 +200,17 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
     """
     metric_opts = metric_opts or {}
     load_plugins()
-    entries = [METRICS.entry(n) for n in metric_names]  # unknown names fail before any work
+    # Every check that needs no media runs before any work: unknown names, a metric that
+    # does not serve this task, unknown options. A v2a run asking for is_c3d must fail
+    # here, not exclude every clip for want of a generated video.
+    classes = [(METRICS.entry(n), check_metric(n, task, metric_opts.get(n, {}))) for n in metric_names]
     pairs, pairing = pair_clips(task, pred_dir, manifest)
     pairs, invalid, warnings = validate(pairs)
     pairing.update({"invalid_pred": invalid, "warnings": warnings, "n_scored_pairs": len(pairs)})
     results: dict[str, Any] = {}
-    for entry in entries:
-        cls = entry.load()
-        if task not in getattr(cls, "tasks", ("v2a", "a2v")):
-            raise FoleybenchError(f"metric {entry.name!r} does not apply to {task} "
-                                  f"(it applies to {', '.join(cls.tasks)})")
+    for entry, cls in classes:
         t0 = time.time()
         opts = metric_opts.get(entry.name, {})
-        import inspect
-
-        params = inspect.signature(cls.__init__).parameters
-        unknown = [k for k in opts if k not in params]
-        if unknown:
-            known = [k for k in params if k not in ("self", "ctx")]
-            raise FoleybenchError(f"metric {entry.name!r} has no option {unknown} (options: {known})")
         metric = cls(ctx=ctx, **{**entry.kwargs, **opts})
         excluded = []
         for start in _progress(range(0, len(pairs), 64), (len(pairs) + 63) // 64, entry.name, ctx.progress):

@@ -6,6 +6,10 @@ on captions and no public code fixes a template; ``prompt="a video of {label}"``
 named variant. Frames: ``n_frames`` (8) spread uniformly over the clip. The value is the
 raw cosine (TempoTokens' 0.47-0.70 are not raw cosines), mean over clips of the per-clip
 frame means; 95% bootstrap interval over clips.
+
+State (keyed by clip id, metrics/base.py): each clip's label and CLIP frame embeddings.
+The label prompts are embedded at compute, all together in sorted order, so a clip's
+value does not depend on which labels shared its batch.
 """
 from __future__ import annotations
 
@@ -13,70 +17,64 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from foleybench.api import ClipPair, InputError, Metric, MetricValue, ScoreContext
+from foleybench.api import ClipPair, InputError, MetricValue, ScoreContext
 from foleybench.cache import embed_files
+from foleybench.metrics.base import Excluded, PerClipMean
 from foleybench.metrics.embedders import get_embedder
-from foleybench.metrics.functional.bootstrap import bootstrap_ci
+from foleybench.metrics.functional.similarity import rows_cosine
 
 
-class CLIPSim(Metric):
+class CLIPSim(PerClipMean):
+    """Mean over clips of the mean over frames of cos(image, label text); higher is better.
+
+    Row per clip: (label, float32 ``[F, 512]`` frame embeddings); at compute, the
+    (cosine mean, F) of each clip.
+    """
+
     name = "clipsim"
     version = "1"
     higher_is_better = True
+    tasks = ("v2a", "a2v")
 
     def __init__(self, ctx: ScoreContext | None = None, prompt: str = "{label}", n_frames: int = 8,
                  n_boot: int = 1000):
         if "{label}" not in prompt:
             raise ValueError("prompt must contain '{label}'")
-        self.ctx = ctx or ScoreContext()
+        super().__init__(ctx)
         self.prompt, self.n_frames, self.n_boot = prompt, n_frames, n_boot
         self.embedder = get_embedder("clip", self.ctx, n_frames=n_frames)
-        self._text: dict[str, np.ndarray] = {}
-        self.per_clip: dict[str, float] = {}
-        self.n_frames_scored = 0
+        self._text: dict[str, np.ndarray] = {}  # label -> text embedding [512], set by compute
 
-    def _text_emb(self, labels: Sequence[str]) -> None:
-        new = sorted({lab for lab in labels if lab not in self._text})
-        if new:
-            embs = self.embedder.embed_text([self.prompt.format(label=lab) for lab in new])
-            self._text.update(zip(new, embs))
-
-    def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]:
-        excluded: list[tuple[str, str]] = []
+    def score_batch(self, pairs: Sequence[ClipPair]) -> list[Any]:
+        out: list[Any] = [None] * len(pairs)
         todo = []
-        for p in pairs:
+        for i, p in enumerate(pairs):
             if not p.label.strip():
-                excluded.append((p.clip_id, "no label to build the CLIPSIM prompt from"))
+                out[i] = Excluded("no label to build the CLIPSIM prompt from")
             elif not p.video:
-                excluded.append((p.clip_id, "no video to score"))
+                out[i] = Excluded("no video to score")
             else:
-                todo.append(p)
-        self._text_emb([p.label for p in todo])
-        embs = embed_files(self.embedder, [p.video or "" for p in todo], self.ctx)
-        for p, e in zip(todo, embs):
-            if isinstance(e, InputError):
-                excluded.append((p.clip_id, str(e)))
-                continue
-            img = np.asarray(e, dtype=np.float64)  # [F, 512], unit rows
-            txt = np.asarray(self._text[p.label], dtype=np.float64)
-            cos = (img @ txt) / (np.linalg.norm(img, axis=1) * np.linalg.norm(txt))
-            self.per_clip[p.clip_id] = float(cos.mean())
-            self.n_frames_scored += len(img)
-        return excluded
-
-    def merge(self, other: "CLIPSim") -> "CLIPSim":
-        self.per_clip.update(other.per_clip)
-        self.n_frames_scored += other.n_frames_scored
-        return self
+                todo.append(i)
+        embs = embed_files(self.embedder, [pairs[i].video or "" for i in todo], self.ctx)
+        for i, e in zip(todo, embs):
+            out[i] = Excluded(str(e)) if isinstance(e, InputError) else (pairs[i].label, np.asarray(e))
+        return out
 
     def compute(self) -> MetricValue:
-        vals = np.array(list(self.per_clip.values()), dtype=np.float64)
-        extras: dict[str, Any] = {"per_clip": dict(self.per_clip), "n_frames": self.n_frames_scored,
-                                  "n_unit": "clips", **self.protocol()}
-        if vals.size == 0:
-            return MetricValue(None, 0, None, extras)
-        ci = bootstrap_ci(vals, n_boot=self.n_boot, seed=self.ctx.seed) if self.n_boot else None
-        return MetricValue(float(vals.mean()), int(vals.size), ci, extras)
+        # One text call over every label, sorted: the embeddings cannot depend on batching.
+        labels = sorted({label for label, _ in self.rows.values()})
+        embs = self.embedder.embed_text([self.prompt.format(label=lab) for lab in labels]) if labels else []  # type: ignore[attr-defined]
+        self._text = dict(zip(labels, embs))
+        return super().compute()
+
+    def clip_value(self, row: Any) -> float:
+        label, img = row
+        return float(rows_cosine(img, self._text[label]).mean())
+
+    def extras(self, ids: list[str], values: np.ndarray) -> dict[str, Any]:
+        n_frames = sum(len(self.rows[i][1]) for i in ids)
+        return {"per_clip": dict(zip(ids, values.tolist())), "n_frames": n_frames, "n_unit": "clips",
+                **self.protocol()}
 
     def protocol(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "value": "raw cosine, mean over frames then clips",

@@ -1,118 +1,129 @@
-"""Frechet distance between generated and reference embeddings (``fd_<embedder>``).
+"""Frechet distances between generated and reference embeddings: the shared Frechet
+metric and the audio FDs (``fd_<embedder>``); FVD (metrics/fvd.py) is the same metric
+with a video embedder and StyleGAN-V's covariance convention.
 
-State: two streaming Gaussian accumulators (count, sum, sum of outer products, float64)
-that merge by addition, plus each clip's embedding rows so that a bootstrap interval
-and FD-infinity can be computed at the end. A clip takes part only when both its
-generated and its reference file embed: pairing is by clip id (METRICS.md), so the two
-sets always describe the same clips.
+State (keyed by clip id, see metrics/base.py): each scored clip's generated and
+reference embedding rows, ``[F, D]`` each. A clip takes part only when both its files
+embed: pairing is by clip id (METRICS.md), so the two sets describe the same clips. At
+compute the rows are summed, clip by clip in sorted clip-id order, into two streaming
+Gaussian accumulators (float64 count, sum, sum of outer products); that order makes the
+value bit-identical however the clips were batched or sharded. The rows also give the
+bootstrap interval and FD-infinity.
 
 Frame-level embedders (VGGish, EnCodec, melstat) contribute every frame as a sample;
-the result then reports ``n`` = clips and ``extras['n_frames']`` = frames.
+the result then reports ``n`` = clips and ``extras['n_frames_*']`` = frames.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from foleybench.api import ClipPair, InputError, Metric, MetricValue, ScoreContext
+from foleybench.api import ClipPair, MetricValue, ScoreContext
 from foleybench.cache import embed_files
+from foleybench.metrics.base import PairedEmbedding
 from foleybench.metrics.embedders import get_embedder
 from foleybench.metrics.frechet_state import FrechetState
-from foleybench.metrics.functional.frechet import fd_infinity, frechet_distance
+from foleybench.metrics.functional.frechet import bootstrap_fd, fd_infinity, frechet_distance
+
+COVARIANCE = {0: "divided by N (ddof=0)", 1: "unbiased (N-1)"}
 
 
-def _boot_fd(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: int, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap over clips (paired resampling), 95%."""
-    rng = np.random.default_rng(seed)
-    n = len(gen)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        g = np.concatenate([gen[i] for i in idx]).astype(np.float64)
-        r = np.concatenate([ref[i] for i in idx]).astype(np.float64)
-        if len(g) < 2 or len(r) < 2:
-            continue
-        vals.append(frechet_distance(g.mean(0), np.cov(g, rowvar=False), r.mean(0), np.cov(r, rowvar=False)))
-    if not vals:
-        return (float("nan"), float("nan"))
-    lo, hi = np.percentile(vals, [2.5, 97.5])
-    return float(lo), float(hi)
+class FrechetMetric(PairedEmbedding):
+    """FD between the generated and the reference set of one modality (lower is better).
 
+    ``modality`` ("audio" or "video") picks which files of a pair are compared; ``ddof``
+    is the covariance convention (1: N-1, pytorch-fid/fadtk/av-benchmark; 0: divide by
+    N, StyleGAN-V FVD). Subclasses give ``extras`` (what is recorded about the
+    statistics) and may add an interval in ``finish``.
+    """
 
-class FDMetric(Metric):
     higher_is_better = False
-    version = "1"
-    tasks = ("v2a",)
+    modality: ClassVar[str]
+    too_few: ClassVar[str] = "fewer than 2 samples on a side"
 
-    def __init__(self, ctx: ScoreContext | None = None, embedder: str = "melstat", n_boot: int | None = None,
-                 fd_inf: bool = False):
-        self.ctx = ctx or ScoreContext()
-        self.embedder_name = embedder
-        self.name = f"fd_{embedder}"  # type: ignore[misc]
-        self.embedder = get_embedder(embedder, self.ctx)
+    def __init__(self, ctx: ScoreContext | None, embedder: str, ddof: int, **embedder_opts: Any):
+        super().__init__(ctx)
+        if ddof not in COVARIANCE:
+            raise ValueError(f"ddof must be 0 (divide by N) or 1 (unbiased), not {ddof}")
+        self.embedder_name, self.ddof = embedder, ddof
+        self.embedder = get_embedder(embedder, self.ctx, **embedder_opts)
         self.dim = int(self.embedder.dim)
-        self.gen_state = FrechetState(self.dim)
-        self.ref_state = FrechetState(self.dim)
-        self.gen_rows: list[np.ndarray] = []
-        self.ref_rows: list[np.ndarray] = []
-        self.ids: list[str] = []
-        # Each bootstrap draw is a D x D eigendecomposition: at D = 2048 (PANNs) that is
-        # seconds per draw, so intervals are on by default only up to D = 256.
-        self.n_boot = n_boot if n_boot is not None else (200 if self.dim <= 256 else 0)
-        self.fd_inf = fd_inf
 
-    def _paths(self, pairs: Sequence[ClipPair]) -> tuple[list[str], list[str]]:
-        return [p.pred_audio or "" for p in pairs], [p.ref_audio or "" for p in pairs]
+    def sides(self, pair: ClipPair) -> tuple[str | None, str | None]:
+        if self.modality == "audio":
+            return pair.pred_audio, pair.ref_audio
+        return pair.pred_video, pair.ref_video
 
-    def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]:
-        gen_paths, ref_paths = self._paths(pairs)
-        gen = embed_files(self.embedder, gen_paths, self.ctx)
-        ref = embed_files(self.embedder, ref_paths, self.ctx)
-        excluded = []
-        for pair, g, r in zip(pairs, gen, ref):
-            bad = g if isinstance(g, InputError) else r if isinstance(r, InputError) else None
-            if bad is not None:
-                excluded.append((pair.clip_id, str(bad)))
-                continue
-            g2, r2 = np.asarray(g).reshape(-1, self.dim), np.asarray(r).reshape(-1, self.dim)
-            self.gen_state.update(g2)
-            self.ref_state.update(r2)
-            self.gen_rows.append(g2)
-            self.ref_rows.append(r2)
-            self.ids.append(pair.clip_id)
-        return excluded
+    def embed_sides(self, first: list[str], second: list[str]) -> tuple[list[Any], list[Any]]:
+        return embed_files(self.embedder, first, self.ctx), embed_files(self.embedder, second, self.ctx)
 
-    def merge(self, other: "FDMetric") -> "FDMetric":
-        self.gen_state.merge(other.gen_state)
-        self.ref_state.merge(other.ref_state)
-        self.gen_rows += other.gen_rows
-        self.ref_rows += other.ref_rows
-        self.ids += other.ids
-        return self
+    def row(self, pair: ClipPair, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(generated ``[F, D]``, reference ``[F', D]``) float32 rows of one clip."""
+        return np.asarray(a).reshape(-1, self.dim), np.asarray(b).reshape(-1, self.dim)
+
+    def extras(self, gen: FrechetState, ref: FrechetState, n: int) -> dict[str, Any]:
+        return {}
+
+    def finish(self, rows: Sequence[tuple[np.ndarray, np.ndarray]], mu_r: np.ndarray, s_r: np.ndarray,
+               extras: dict[str, Any]) -> tuple[float, float] | None:
+        """The interval (or None) once the value exists; may add to ``extras``."""
+        return None
 
     def compute(self) -> MetricValue:
-        n = len(self.ids)
-        extras: dict[str, Any] = {"n_frames_gen": int(self.gen_state.count),
-                                  "n_frames_ref": int(self.ref_state.count),
-                                  "n_unit": "frames" if self.embedder.frames_level else "clips",
-                                  "covariance": "unbiased (N-1)"}
-        if self.gen_state.count < 2 or self.ref_state.count < 2:
-            extras["reason"] = "fewer than 2 samples on a side"
+        ids, rows = self.sorted_rows()
+        n = len(ids)
+        gen, ref = FrechetState(self.dim), FrechetState(self.dim)
+        for g, r in rows:  # clip by clip in sorted-id order: the float64 sums are order-free
+            gen.update(g)
+            ref.update(r)
+        extras = self.extras(gen, ref, n)
+        if gen.count < 2 or ref.count < 2:
+            extras["reason"] = self.too_few
             return MetricValue(None, n, None, extras)
-        mu_g, s_g = self.gen_state.stats(ddof=1)
-        mu_r, s_r = self.ref_state.stats(ddof=1)
+        mu_g, s_g = gen.stats(ddof=self.ddof)
+        mu_r, s_r = ref.stats(ddof=self.ddof)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
-        ci = _boot_fd(self.gen_rows, self.ref_rows, self.n_boot, self.ctx.seed) if n >= 2 and self.n_boot else None
-        extras["bootstrap"] = ({"n_boot": self.n_boot, "unit": "clips", "seed": self.ctx.seed} if self.n_boot
-                               else f"off by default for D = {self.dim} > 256 (n_boot=...)")
-        if self.fd_inf:
-            rows = np.concatenate(self.gen_rows)
-            # fadtk starts the 1/N fit at 500 samples; small sets start at a quarter of N.
-            min_n = min(500, max(2, len(rows) // 4))
-            fd_inf, slope, _ = fd_infinity(rows, mu_r, s_r, min_n=min_n, seed=self.ctx.seed)
-            extras.update({"fd_inf": fd_inf, "fd_inf_slope": slope, "fd_inf_min_n": min_n})
-        return MetricValue(float(value), n, ci, extras)
+        return MetricValue(float(value), n, self.finish(rows, mu_r, s_r, extras), extras)
 
     def provenance(self) -> dict[str, Any]:
         return {"metric": self.name, "version": self.version, **self.embedder.provenance()}
+
+
+class FDMetric(FrechetMetric):
+    """Audio FD (``fd_vggish``, ``fd_panns``...), V2A: generated vs reference audio.
+
+    n_boot: bootstrap draws over clips (default 200 up to D = 256, else 0: each draw is
+    a D x D eigendecomposition, seconds at D = 2048); fd_inf: also report FD-infinity.
+    """
+
+    version = "1"
+    tasks = ("v2a",)
+    modality = "audio"
+
+    def __init__(self, ctx: ScoreContext | None = None, embedder: str = "melstat", n_boot: int | None = None,
+                 fd_inf: bool = False, ddof: int = 1):
+        super().__init__(ctx, embedder, ddof)
+        self.name = f"fd_{embedder}"
+        self.n_boot = n_boot if n_boot is not None else (200 if self.dim <= 256 else 0)
+        self.fd_inf = fd_inf
+
+    def extras(self, gen: FrechetState, ref: FrechetState, n: int) -> dict[str, Any]:
+        return {"n_frames_gen": int(gen.count), "n_frames_ref": int(ref.count),
+                "n_unit": "frames" if self.embedder.frames_level else "clips",
+                "covariance": COVARIANCE[self.ddof]}
+
+    def finish(self, rows: Sequence[tuple[np.ndarray, np.ndarray]], mu_r: np.ndarray, s_r: np.ndarray,
+               extras: dict[str, Any]) -> tuple[float, float] | None:
+        seed = self.ctx.seed
+        ci = (bootstrap_fd([g for g, _ in rows], [r for _, r in rows], self.n_boot, seed, self.ddof)
+              if len(rows) >= 2 and self.n_boot else None)
+        extras["bootstrap"] = ({"n_boot": self.n_boot, "unit": "clips", "seed": seed} if self.n_boot
+                               else f"off by default for D = {self.dim} > 256 (n_boot=...)")
+        if self.fd_inf:
+            x = np.concatenate([g for g, _ in rows])
+            # fadtk starts the 1/N fit at 500 samples; small sets start at a quarter of N.
+            min_n = min(500, max(2, len(x) // 4))
+            fd_inf, slope, _ = fd_infinity(x, mu_r, s_r, min_n=min_n, seed=seed)
+            extras.update({"fd_inf": fd_inf, "fd_inf_slope": slope, "fd_inf_min_n": min_n})
+        return ci

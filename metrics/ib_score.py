@@ -9,69 +9,52 @@ per-clip values (also x100) and a 95% bootstrap interval over clips are kept.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from foleybench.api import ClipPair, InputError, Metric, MetricValue, ScoreContext
+from foleybench.api import ClipPair, ScoreContext
 from foleybench.cache import cached_apply
+from foleybench.metrics.base import Excluded, PairedEmbedding, PerClipMean
 from foleybench.metrics.embedders import get_embedder
-from foleybench.metrics.functional.bootstrap import bootstrap_ci
+from foleybench.metrics.functional.similarity import cosine
 
 SCALE = 100.0
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two vectors in float64 (0 for a zero vector is an error)."""
-    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        raise ValueError("cosine of a zero vector")
-    return float(a @ b / (na * nb))
+class IBScore(PairedEmbedding, PerClipMean):
+    """Mean over clips of 100 x cosine(video embedding, audio embedding); higher is better."""
 
-
-class IBScore(Metric):
     name = "ib_score"
     version = "1"
     higher_is_better = True
+    tasks = ("v2a", "a2v")
+    side_names = ("video", "audio")
 
     def __init__(self, ctx: ScoreContext | None = None, n_boot: int = 1000):
-        self.ctx = ctx or ScoreContext()
+        super().__init__(ctx)
         self.n_boot = n_boot
         self.embedder = get_embedder("imagebind", self.ctx)
-        self.per_clip: dict[str, float] = {}
 
-    def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]:
-        excluded: list[tuple[str, str]] = []
-        todo = [p for p in pairs if p.video and p.audio]
-        excluded += [(p.clip_id, "needs both a video and an audio file") for p in pairs if not (p.video and p.audio)]
+    def sides(self, pair: ClipPair) -> tuple[str | None, str | None]:
+        return pair.video, pair.audio
+
+    def embed_sides(self, first: list[str], second: list[str]) -> tuple[list[Any], list[Any]]:
         e = self.embedder
-        vids = cached_apply(e, [p.video for p in todo], self.ctx, "ib_video",  # type: ignore[misc]
-                            load=lambda path: e.load_video(path, self.ctx), apply=e.embed_video)
-        auds = cached_apply(e, [p.audio for p in todo], self.ctx, "ib_audio",  # type: ignore[misc]
-                            load=lambda path: e.load_audio(path, self.ctx), apply=e.embed_audio)
-        for p, v, a in zip(todo, vids, auds):
-            bad = v if isinstance(v, InputError) else a if isinstance(a, InputError) else None
-            if bad is not None:
-                excluded.append((p.clip_id, str(bad)))
-                continue
-            try:
-                self.per_clip[p.clip_id] = SCALE * cosine(v, a)
-            except ValueError as exc:
-                excluded.append((p.clip_id, f"ImageBind embedding is zero ({exc})"))
-        return excluded
+        vids = cached_apply(e, first, self.ctx, "ib_video",
+                            load=lambda path: e.load_video(path, self.ctx), apply=e.embed_video)  # type: ignore[attr-defined]
+        auds = cached_apply(e, second, self.ctx, "ib_audio",
+                            load=lambda path: e.load_audio(path, self.ctx), apply=e.embed_audio)  # type: ignore[attr-defined]
+        return vids, auds
 
-    def merge(self, other: "IBScore") -> "IBScore":
-        self.per_clip.update(other.per_clip)
-        return self
+    def row(self, pair: ClipPair, a: np.ndarray, b: np.ndarray) -> float | Excluded:
+        try:
+            return SCALE * cosine(a, b)
+        except ValueError as exc:
+            return Excluded(f"ImageBind embedding is zero ({exc})")
 
-    def compute(self) -> MetricValue:
-        vals = np.array(list(self.per_clip.values()), dtype=np.float64)
-        extras: dict[str, Any] = {"per_clip": dict(self.per_clip), "n_unit": "clips", **self.protocol()}
-        if vals.size == 0:
-            return MetricValue(None, 0, None, extras)
-        ci = bootstrap_ci(vals, n_boot=self.n_boot, seed=self.ctx.seed) if self.n_boot else None
-        return MetricValue(float(vals.mean()), int(vals.size), ci, extras)
+    def extras(self, ids: list[str], values: np.ndarray) -> dict[str, Any]:
+        return {"per_clip": dict(zip(ids, values.tolist())), "n_unit": "clips", **self.protocol()}
 
     def protocol(self) -> dict[str, Any]:
         return {"scale": "cosine x 100 (value, per_clip and ci)", "ci": "bootstrap 95% over clips"}

@@ -2,76 +2,64 @@
 
 Per clip id: KL(softmax(reference logits) || softmax(generated logits)) with the
 embedder's pre-activation logits (see functional.kl); the score is the mean over clips
-that both sides could be scored for. Per-clip values stay keyed by clip id so the worst
-clips can be listed and shards merged exactly. One generated sample per clip id.
+that both sides could be scored for. Per-clip values stay keyed by clip id (see
+metrics/base.py) so the worst clips can be listed and shards merged exactly. One
+generated sample per clip id.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from foleybench.api import ClipPair, InputError, Metric, MetricValue, ScoreContext
+from foleybench.api import ClipPair, ScoreContext
+from foleybench.cache import logits_files
+from foleybench.metrics.base import PairedEmbedding, PerClipMean
+from foleybench.metrics.embedders import get_embedder
 from foleybench.metrics.functional.kl import kl_divergence
 
 N_WORST = 10
 
 
-class KLMetric(Metric):
+class KLMetric(PairedEmbedding, PerClipMean):
+    """Mean per-clip KL(ref || gen) over classifier logits ``[K]``; lower is better."""
+
     higher_is_better = False
     version = "1"
     tasks = ("v2a",)
+    ci_min_n = 2
 
     def __init__(self, ctx: ScoreContext | None = None, embedder: str = "panns", n_boot: int = 1000):
-        from foleybench.metrics.embedders import get_embedder
-
-        self.ctx = ctx or ScoreContext()
+        super().__init__(ctx)
         self.embedder_name = embedder
-        self.name = f"kl_{embedder}"  # type: ignore[misc]
+        self.name = f"kl_{embedder}"
         self.embedder = get_embedder(embedder, self.ctx)
         self.n_boot = n_boot
-        self.ids: list[str] = []
-        self.values: list[float] = []
 
-    def update(self, pairs: Sequence[ClipPair]) -> list[tuple[str, str]]:
-        from foleybench.cache import logits_files
+    def sides(self, pair: ClipPair) -> tuple[str | None, str | None]:
+        return pair.pred_audio, pair.ref_audio
 
-        gen = logits_files(self.embedder, [p.pred_audio or "" for p in pairs], self.ctx)
-        ref = logits_files(self.embedder, [p.ref_audio or "" for p in pairs], self.ctx)
-        excluded: list[tuple[str, str]] = []
-        keep: list[tuple[str, np.ndarray, np.ndarray]] = []
-        for pair, g, r in zip(pairs, gen, ref):
-            bad = g if isinstance(g, InputError) else r if isinstance(r, InputError) else None
-            if bad is not None:
-                excluded.append((pair.clip_id, str(bad)))
-            else:
-                keep.append((pair.clip_id, np.asarray(r).reshape(-1), np.asarray(g).reshape(-1)))
-        if keep:
-            kl = kl_divergence(np.stack([k[1] for k in keep]), np.stack([k[2] for k in keep]))
-            self.ids += [k[0] for k in keep]
-            self.values += [float(v) for v in kl]
-        return excluded
+    def embed_sides(self, first: list[str], second: list[str]) -> tuple[list[Any], list[Any]]:
+        return logits_files(self.embedder, first, self.ctx), logits_files(self.embedder, second, self.ctx)
 
-    def merge(self, other: "KLMetric") -> "KLMetric":
-        self.ids += other.ids
-        self.values += other.values
-        return self
+    def batch_rows(self, pairs: list[ClipPair], a: list[np.ndarray], b: list[np.ndarray]) -> list[Any]:
+        """Per-clip KL of a batch in one vectorised call (row i depends on clip i only)."""
+        if not pairs:
+            return []
+        kl = kl_divergence(np.stack([np.asarray(r).reshape(-1) for r in b]),
+                           np.stack([np.asarray(g).reshape(-1) for g in a]))
+        return [float(v) for v in kl]
 
-    def compute(self) -> MetricValue:
-        from foleybench.metrics.functional.bootstrap import bootstrap_ci
-
-        n = len(self.values)
+    def extras(self, ids: list[str], values: np.ndarray) -> dict[str, Any]:
         extras: dict[str, Any] = {"direction": "KL(ref || gen)", "probabilities": "softmax over logits",
-                                  "per_clip": dict(zip(self.ids, self.values))}
-        if n == 0:
+                                  "per_clip": dict(zip(ids, values.tolist()))}
+        if not ids:
             extras["reason"] = "no clip could be scored"
-            return MetricValue(None, 0, None, extras)
-        order = np.argsort(-np.asarray(self.values), kind="stable")[:N_WORST]
-        extras["worst"] = [(self.ids[i], self.values[i]) for i in order]
-        v = np.asarray(self.values, dtype=np.float64)
-        ci = bootstrap_ci(v, n_boot=self.n_boot, seed=self.ctx.seed) if n >= 2 and self.n_boot else None
+            return extras
+        order = np.argsort(-values, kind="stable")[:N_WORST]
+        extras["worst"] = [(ids[i], float(values[i])) for i in order]
         extras["bootstrap"] = {"n_boot": self.n_boot, "unit": "clips", "seed": self.ctx.seed}
-        return MetricValue(float(v.mean()), n, ci, extras)
+        return extras
 
     def provenance(self) -> dict[str, Any]:
         return {"metric": self.name, "version": self.version, "direction": "KL(ref || gen)",

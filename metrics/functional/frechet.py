@@ -212,3 +212,32 @@ def fd_infinity(
     inv_n = 1.0 / np.array(ns, dtype=np.float64)
     slope, intercept = np.polyfit(inv_n, np.array([p[1] for p in points]), 1)
     return float(intercept), float(slope), points
+
+
+def bootstrap_fd(
+    gen: list[np.ndarray], ref: list[np.ndarray], n_boot: int, seed: int, ddof: int = 1
+) -> tuple[float, float]:
+    """Percentile (95%) bootstrap of FD over clips, resampling pairs together.
+
+    gen, ref: one ``[F_i, D]`` array per clip, clip i of ``gen`` paired with clip i of
+    ``ref`` (F_i = 1 for clip-level embedders, frames for frame-level ones). Each draw
+    takes N clip indices with replacement from ``np.random.default_rng(seed)`` and
+    scores the concatenated rows (covariance with ``ddof``); draws with fewer than 2
+    rows on a side are skipped. Returns (nan, nan) when every draw was skipped. The
+    interval depends on the clip order: callers pass clips sorted by clip id.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(gen)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        g = np.concatenate([gen[i] for i in idx]).astype(np.float64)
+        r = np.concatenate([ref[i] for i in idx]).astype(np.float64)
+        if len(g) < 2 or len(r) < 2:
+            continue
+        vals.append(frechet_distance(g.mean(0), np.cov(g, rowvar=False, ddof=ddof),
+                                     r.mean(0), np.cov(r, rowvar=False, ddof=ddof)))
+    if not vals:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return float(lo), float(hi)
