@@ -44,9 +44,11 @@ def load_spec(name: str) -> BenchSpec:
 
 
 def _check_names(spec: BenchSpec) -> None:
-    """Unknown models and metrics fail when the spec is read, before any work; a direction
-    declared in the spec for a metric that declares its own is an error (one place each)."""
+    """Unknown models and metrics, a metric for the wrong task or with an unknown option,
+    fail when the spec is read, before any work; a direction declared in the spec for a
+    metric that declares its own is an error (one place each)."""
     from foleybench.registry import METRICS, MODELS, load_plugins
+    from foleybench.runner import check_metric
 
     load_plugins()
     for task, t in spec.tasks.items():
@@ -56,6 +58,10 @@ def _check_names(spec: BenchSpec) -> None:
         for m in t.metrics:
             if m not in METRICS:
                 raise SpecError(spec.path, f"tasks.{task}.metrics: {UnknownNameError('metric', m, METRICS.names())}")
+            try:
+                check_metric(m, task, t.metric_options.get(m))
+            except FoleybenchError as exc:
+                raise SpecError(spec.path, f"tasks.{task}.metrics: {exc}") from None
     dup = sorted(m for m in spec.higher_is_better if m in METRICS)
     if dup:
         raise SpecError(spec.path, f"higher_is_better.{dup[0]}: the metric declares its own direction")

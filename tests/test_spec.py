@@ -60,5 +60,10 @@ def test_unknown_names_and_doubled_directions_fail_when_read(tmp_path):
         load_spec(write(_with(tasks={"v2a": {"models": ["oracle"], "metrics": ["fd_vgish"]}})))
     with pytest.raises(SpecError, match="higher_is_better.fd_vggish: the metric declares its own direction"):
         load_spec(write(_with(higher_is_better={"fd_vggish": False})))
+    with pytest.raises(SpecError, match="tasks.v2a.metrics: metric 'is_c3d' does not apply to v2a"):
+        load_spec(write(_with(tasks={"v2a": {"models": ["oracle"], "metrics": ["is_c3d"]}})))
+    with pytest.raises(SpecError, match="metric 'fd_melstat' has no option"):
+        load_spec(write(_with(tasks={"v2a": {"models": ["oracle"], "metrics": ["fd_melstat"],
+                                             "metric_options": {"fd_melstat": {"n_bot": 3}}}})))
     ok = load_spec(write(_with(higher_is_better={"fd_passt": False})))   # a published-only column
     assert ok.higher_is_better == {"fd_passt": False}
