@@ -15,6 +15,10 @@ from typing import Any, Iterable, Iterator, TextIO
 HEARTBEAT_S = 60.0
 
 
+def plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
+
+
 def is_tty(stream: TextIO | None = None) -> bool:
     stream = stream or sys.stderr
     try:
@@ -57,7 +61,7 @@ class Stage:
 
     def _line(self, state: str) -> None:
         count = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
-        unit = self.unit if self.n == 1 and self.total in (None, 1) else f"{self.unit}s"
+        unit = self.unit if self.n == 1 and self.total in (None, 1) else plural(self.unit)
         extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
         took = time.perf_counter() - self.t0
         verb = "in" if state == "done" else "after"
