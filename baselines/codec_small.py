@@ -40,8 +40,8 @@ class SmallCodecConfig:
     dim: int = 64                # latent dimension
     n_q: int = 4                 # codebooks K
     bins: int = 256              # tokens per codebook
-    steps: int = 300             # training recipe
-    batch_size: int = 6
+    steps: int = 3000            # training recipe
+    batch_size: int = 8
     segment_s: float = 0.5
     lr: float = 2e-3
     commit_weight: float = 0.25

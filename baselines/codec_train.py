@@ -83,8 +83,8 @@ def train_codec(data_dir: str | Path, out: Path, cfg: SmallCodecConfig = SmallCo
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        if (t + 1) % 25 == 0:
-            print(f"step {t + 1}/{steps} loss {np.mean(losses[-25:]):.4f} "
+        if (t + 1) % 250 == 0:
+            print(f"step {t + 1}/{steps} loss {np.mean(losses[-250:]):.4f} "
                   f"{(t + 1) / (time.perf_counter() - t0):.2f} steps/s", flush=True)
     seconds = time.perf_counter() - t0
     from foleybench.train import read_manifest

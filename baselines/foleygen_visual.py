@@ -93,7 +93,8 @@ class CLIPFrames(_Frozen):
 
 class ImageBindFrames(_Frozen):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.embed_vision(images[:, :, None].expand(-1, -1, 2, -1, -1))  # [N, 3, 2, H, W]
+        # the tower takes [N, clips, 3, time, H, W]: one clip per frame, the frame twice in time
+        return self.net.embed_vision(images[:, None, :, None].expand(-1, -1, -1, 2, -1, -1))
 
 
 def build_visual(name: str, dim: int = 64, mode: str = "pretrained", seed: int = 0) -> VisualEncoder:

@@ -200,3 +200,33 @@ def test_training_loss_is_finite_and_crops_are_aligned():
     assert b["codes"].shape == (2, 4, 50) and b["visual"].shape[:2] == (2, 8)
     loss = lm_loss(net, b)
     assert torch.isfinite(loss) and 4.0 < float(loss) < 7.0  # about ln 256 = 5.5 at init
+
+
+def test_generation_only_tags_share_the_tiny_recipe_and_record_their_settings():
+    from foleybench import family
+    from foleybench.baselines.foleygen_configs import config_tags, generation_params
+
+    for v in ("c", "p"):
+        fam, _ = family.split_name(f"foleygen_{v}.tiny")
+        tiny = fam.recipe_hash(fam.configs["tiny"])
+        gen_tags = [t for t in config_tags() if t.endswith("_tiny")]
+        assert {fam.recipe_hash(fam.configs[t]) for t in gen_tags} == {tiny}
+        settings = {t: generation_params(fam.configs[t]) for t in ["tiny", *gen_tags]}
+        assert len({tuple(s.items()) for s in settings.values()}) == len(settings)  # each tag differs
+        assert settings["causal_tiny"]["attention"] == "causal" and settings["cfg0_tiny"]["cfg_coef"] == 0.0
+        # a training field does change the recipe
+        assert fam.recipe_hash(fam.configs["tiny"], steps=7) != tiny
+
+
+@pytest.mark.parametrize("name,dim", [("tiny_cnn", 24), ("clip", 512), ("imagebind", None)])
+def test_visual_encoders_share_one_interface(name, dim):
+    from foleybench.baselines.foleygen_visual import build_visual
+
+    enc = build_visual(name, dim=24, mode="proxy").eval()
+    frames = torch.rand(2, 3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        y = enc(frames)
+    assert y.shape == (2, 3, enc.dim) and torch.isfinite(y).all() and (dim is None or enc.dim == dim)
+    assert enc.trainable == (name == "tiny_cnn")
+    with torch.no_grad():  # per-frame features: frame 1 of clip 0 does not depend on clip 1
+        assert torch.allclose(enc(frames[:1])[0], y[0], atol=1e-5)
