@@ -26,7 +26,7 @@ from foleybench.baselines.rvq import ResidualVQ
 CODEC_FILE = "foleycodec_16khz.pt"
 # sha256 of the shipped file (codec_train prints it); the LM recipes hash it, so a
 # retrained codec stales every LM trained on its tokens.
-CODEC_SHA256 = "unset"
+CODEC_SHA256 = "bc08de60a0f246afe5cf28a9bfaf90a7fc11ba3271b1171bf2c258c5ae93dfb2"
 
 
 @dataclass(frozen=True)
