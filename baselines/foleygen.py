@@ -175,7 +175,12 @@ def _register() -> None:
 # Shipped tiny checkpoints: `foleybench train --model foleygen_X.tiny` on the synthfoley
 # train split (48 clips, seed 0). The generation-only tiny tags share the file.
 _TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
-_SHIPPED: dict[str, tuple[str, str]] = {}  # variant -> (sha256, recipe hash)
+_SHIPPED: dict[str, tuple[str, str]] = {  # variant -> (sha256, recipe hash)
+    "c": ("0fb6084e4309f872f7149f9bb6109ea9ecc94582e21bb5636da5e10c2bd31e2e",
+          "fb6d26ac2c049ca061572019ad3a7142377134429bd7bdba4d1f85f546d6fa83"),
+    "p": ("14320d5f2102c0f1654c0e5818118b450db4d0c17524145204985eb9b38dd7fe",
+          "64f2264586e176320cbaf48c7c65b9385faa75d5c7ae517b3b8308618fe97d50"),
+}
 
 for _v in ("c", "p"):
     _fam = f"foleygen_{_v}"

@@ -42,7 +42,7 @@ class FoleyGenConfig:
     ff_mult: int = 4
     cond_dropout: float = 0.1         # probability a training clip's video is replaced by the null condition
     train_attention: str = "mixed"    # "mixed": a mechanism drawn per batch; or one of MECHANISMS
-    steps: int = 1200                 # training recipe
+    steps: int = 1000                 # training recipe
     batch_size: int = 8
     crop_s: float = 2.0               # training crop (aligned to visual frames and codec steps)
     lr: float = 3e-3
