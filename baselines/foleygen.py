@@ -1,0 +1,197 @@
+"""FoleyGen (Mei et al., arXiv 2309.10537): codec tokens from a visually conditioned LM.
+
+Two families, declared at the end of this module: ``foleygen_c`` (visual features by
+cross-attention) and ``foleygen_p`` (visual features prepended). Two families rather
+than one with the variant in the tag because the variants are two networks with their
+own checkpoints, while tags already name sizes and generation settings
+(foleygen_configs.py); ``foleygen_c.tiny`` vs ``foleygen_p.tiny`` reads as the paper's
+"FoleyGen-C" and "FoleyGen-P". The parts: codec.py / codec_small.py (tokens),
+codebook_pattern.py (delay pattern), foleygen_lm.py (LM, masks), foleygen_sample.py
+(guidance, sampling, KV cache), foleygen_visual.py (visual encoders), foleygen_train.py
+(trainer). The attention mechanism, guidance and sampling settings are generation
+parameters: :meth:`FoleyGenModel.params` records them with every result.
+
+Also here: ``codec_resynthesis``, a reference model (registered like the reference
+baselines) that passes the ground-truth audio through the small codec, the ceiling of
+every model that generates that codec's tokens.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foleybench.api import AudioOutput, FoleybenchError, V2ARequest, VideoToAudio, check_outputs
+from foleybench.baselines.foleygen_configs import (
+    FoleyGenConfig,
+    config_tags,
+    generation_params,
+    get_config,
+    recipe_config,
+)
+from foleybench.baselines.foleygen_train import FoleyGenNet, FoleyGenTrainer
+from foleybench.baselines.reference import ReferenceBaseline
+from foleybench.family import CheckpointRecord, Family, register_family
+
+# Bump when a change alters what training produces or what a checkpoint means.
+CODE_VERSION = "foleygen-1"
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+PAPER = "Mei et al., FoleyGen: Visually-Guided Audio Generation, arXiv 2309.10537"
+NO_RELEASE = "none: the authors released no weights (a GPU training run makes them)"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` through the one reader."""
+    from foleybench.weights import read_checkpoint
+
+    return read_checkpoint(path)
+
+
+def _resample(a: torch.Tensor, sr_in: int, sr_out: int, n_out: int) -> np.ndarray:
+    """[1, N] at sr_in -> float32 [1, n_out] at sr_out, cut or zero-padded, in [-1, 1]."""
+    import torchaudio.functional as AF
+
+    if sr_in != sr_out:
+        a = AF.resample(a, sr_in, sr_out)
+    a = F.pad(a, (0, max(0, n_out - a.shape[-1])))[:, :n_out]
+    return np.ascontiguousarray(a.clamp(-1, 1).numpy(), dtype=np.float32)
+
+
+class FoleyGenModel(VideoToAudio):
+    """A FoleyGen network with its codec (and frozen visual tower) as a generator."""
+
+    def __init__(self, cfg: FoleyGenConfig, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                 use_cache: bool = True):
+        from foleybench.baselines.codec import get_codec
+        from foleybench.baselines.foleygen_visual import build_visual
+        from foleybench.weights import load_strict, seeded_init, sha256_file
+
+        self.cfg, self.name, self.device, self.use_cache = cfg, name, device, use_cache
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.net = FoleyGenNet(cfg)
+        self.meta: dict[str, Any] = {"weights": "random-init", "checkpoint": None}
+        if checkpoint is not None:
+            ck = load_checkpoint(checkpoint)
+            if ck.get("config") != recipe_config(cfg):
+                raise FoleybenchError(f"{checkpoint}: checkpoint was trained with another recipe than {name}")
+            load_strict(self.net, ck["state_dict"], str(checkpoint))
+            self.meta = {"weights": "trained", "checkpoint": str(checkpoint),
+                         "checkpoint_sha256": sha256_file(checkpoint), "recipe_hash": ck.get("recipe_hash"),
+                         "data_fingerprint": ck.get("data_fingerprint"), "steps": ck.get("steps_done")}
+        else:
+            seeded_init(self.net, 0)
+        self.net.to(device).eval()
+        opts = {"bandwidth": cfg.bandwidth} if cfg.codec == "encodec_24khz" else {}
+        self.codec = get_codec(cfg.codec, mode=cfg.codec_mode, **opts).to(device)
+        self.frozen = None if cfg.visual == "tiny_cnn" else \
+            build_visual(cfg.visual, mode="proxy" if cfg.codec_mode == "proxy" else "pretrained").to(device)
+
+    def params(self) -> dict[str, Any]:
+        return {"model": self.name, "config": dataclasses.asdict(self.cfg), "generation": generation_params(self.cfg),
+                "use_cache": self.use_cache, "codec": self.codec.describe(),
+                "n_params": sum(p.numel() for p in self.net.parameters()), **self.meta}
+
+    @torch.inference_mode()
+    def _features(self, r: V2ARequest, n_fr: int) -> torch.Tensor:
+        """One clip's visual features [n_fr, Dv] (clips one at a time: no batch effects)."""
+        from foleybench.baselines.video_context import prepare_frames
+
+        size = self.cfg.frame_size if self.frozen is None else 64
+        x = prepare_frames(r.frames, r.fps, self.cfg.visual_fps, size, n_fr)[None].to(self.device)
+        return (self.frozen(x) if self.frozen is not None else self.net.features(x))[0]
+
+    def generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
+        from foleybench.baselines.foleygen_sample import generate_codes
+
+        if not requests:
+            return []
+        cfg, codec = self.cfg, self.codec
+        n_fr = [max(1, math.ceil(r.duration_s * cfg.visual_fps - 1e-9)) for r in requests]
+        n_steps = [codec.n_steps(int(math.ceil(r.duration_s * codec.sample_rate))) for r in requests]
+        feats = [self._features(r, n) for r, n in zip(requests, n_fr)]
+        vis = torch.stack([F.pad(f, (0, 0, 0, max(n_fr) - f.shape[0])) for f in feats])
+        gens = [torch.Generator().manual_seed(int(r.seed)) for r in requests]
+        codes = generate_codes(self.net.lm, vis, torch.tensor(n_fr, device=vis.device), n_steps, gens,
+                               mechanism=cfg.attention, cfg_coef=cfg.cfg_coef, temperature=cfg.temperature,
+                               top_k=cfg.top_k, top_p=cfg.top_p, use_cache=self.use_cache)
+        outs = []
+        with torch.inference_mode():
+            for r, t, c in zip(requests, n_steps, codes):
+                a = codec.decode(c[None, :, :t])[0].float().cpu()  # one clip at a time
+                want = max(1, int(round(r.duration_s * r.sample_rate)))
+                outs.append(AudioOutput(r.clip_id, _resample(a, codec.sample_rate, int(r.sample_rate), want),
+                                        int(r.sample_rate)))
+        check_outputs(requests, outs, self.name)
+        return outs
+
+
+def build_model(cfg: FoleyGenConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                use_cache: bool = True, **_unused: Any) -> FoleyGenModel:
+    """Family builder: ``checkpoint``'s weights or seeded random init (debug)."""
+    return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache)
+
+
+class CodecResynthesis(ReferenceBaseline):
+    """Ground-truth audio through the small codec (encode, decode): the codec's ceiling.
+    V2A only; needs the dataset like ``oracle``."""
+
+    name = "codec_resynthesis"
+
+    def __init__(self, task: str = "v2a", dataset: Any = None, seed: int = 0, **kw: Any):
+        if task != "v2a":
+            raise FoleybenchError("codec_resynthesis is a video-to-audio reference only")
+        super().__init__(task, dataset, seed, **kw)
+        from foleybench.baselines.codec import get_codec
+
+        self.codec = get_codec("foleycodec_16khz")
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "codec": self.codec.describe()}
+
+    @torch.inference_mode()
+    def audio(self, req: V2ARequest) -> np.ndarray:
+        rec = self._need_dataset()[req.clip_id]
+        from foleybench import media
+
+        x = media.read_audio(rec.audio_source, sample_rate=self.codec.sample_rate).samples.mean(0)
+        y = self.codec.decode(self.codec.encode(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None]))
+        want = int(round(req.duration_s * req.sample_rate))
+        return _resample(y[0, :, :len(x)].float(), self.codec.sample_rate, int(req.sample_rate), want)
+
+
+def _register() -> None:
+    from foleybench.registry import MODELS
+
+    if "codec_resynthesis" not in MODELS:
+        MODELS.add("codec_resynthesis", "foleybench.baselines.foleygen:CodecResynthesis", tasks=("v2a",), family="reference")
+
+
+# Shipped tiny checkpoints: `foleybench train --model foleygen_X.tiny` on the synthfoley
+# train split (48 clips, seed 0). The generation-only tiny tags share the file.
+_TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
+_SHIPPED: dict[str, tuple[str, str]] = {  # variant -> (sha256, recipe hash)
+    "c": ("0fb6084e4309f872f7149f9bb6109ea9ecc94582e21bb5636da5e10c2bd31e2e",
+          "fb6d26ac2c049ca061572019ad3a7142377134429bd7bdba4d1f85f546d6fa83"),
+    "p": ("14320d5f2102c0f1654c0e5818118b450db4d0c17524145204985eb9b38dd7fe",
+          "64f2264586e176320cbaf48c7c65b9385faa75d5c7ae517b3b8308618fe97d50"),
+}
+
+for _v in ("c", "p"):
+    _fam = f"foleygen_{_v}"
+    _recs = {"paper": CheckpointRecord("paper", f"{_fam}.paper.pt", url=NO_RELEASE)}
+    if _v in _SHIPPED:
+        _sha, _recipe = _SHIPPED[_v]
+        _recs.update({t: CheckpointRecord(t, f"{_fam}.tiny.pt", _sha, _recipe, _TRAIN_FP)
+                      for t in config_tags() if t.endswith("tiny")})
+    register_family(Family(
+        name=_fam, task="v2a", module=__name__, paper=PAPER,
+        configs={t: get_config(_v, t) for t in config_tags()},
+        builder=build_model, load_checkpoint=load_checkpoint, checkpoint_dir=CHECKPOINT_DIR,
+        trainer=FoleyGenTrainer(), recipe_config=recipe_config, checkpoints=_recs))
+_register()

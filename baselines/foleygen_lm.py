@@ -1,0 +1,206 @@
+"""FoleyGen's audio language model: codec tokens generated from visual features.
+
+Input: the delayed token sequence (codebook_pattern.py) ``[B, K, S]``; the K codebook
+embeddings are summed per step (MusicGen), a sinusoidal position of the step is added,
+a pre-norm causal transformer runs, and one linear head per codebook gives ``[B, K, S,
+card]`` logits (the special token is never an output). Visual features ``[B, F, Dv]``
+(one per visual frame, at ``visual_fps``) are projected to the model width and placed on
+the audio time axis (frame j at ``j * frame_rate / visual_fps`` steps). Two ways in:
+
+- ``c`` (FoleyGen-C): cross-attention from every audio step to the visual frames;
+- ``p`` (FoleyGen-P): the visual frames prepended to the audio steps, one self-attention.
+
+Visual attention mechanisms (:func:`visual_mask`), keyed by the audio time of each step
+(step s covers ``[s, s + 1) / frame_rate`` seconds, frame j ``[j, j + 1) / visual_fps``):
+``full`` (every frame of the clip), ``causal`` (frames that start before the step ends),
+``frame`` (frame-specific: the frames overlapping the step). A step past the clip's last
+frame sees that last frame, so every query row has a key (no NaN). In ``p`` the visual
+tokens attend among themselves under the same rule keyed by their own time (full: all,
+causal: earlier or same, frame: only themselves), so a frame an audio step may not see
+cannot reach it through another frame either. ``n_frames`` per clip masks padding frames.
+
+A :class:`Cache` holds per-layer keys and values (and the visual memory) so generation
+feeds one column per step; its outputs equal full recomputation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MECHANISMS = ("full", "causal", "frame")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Sizes of the LM. variant: "c" or "p"; vis_dim: visual feature width Dv."""
+
+    variant: str
+    n_q: int
+    card: int
+    vis_dim: int
+    frame_rate: float
+    visual_fps: float
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    ff_mult: int = 4
+
+
+def visual_mask(steps: torch.Tensor, n_frames: torch.Tensor, n_max: int, frame_rate: float, visual_fps: float,
+                mechanism: str) -> torch.Tensor:
+    """bool ``[B, S, F]``: may audio step ``steps[i]`` (delayed-sequence column) attend
+    visual frame j of clip b (``n_frames[b]`` real frames, F = n_max)?"""
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"attention mechanism {mechanism!r} is not one of {MECHANISMS}")
+    s = steps.double()[None, :, None]
+    j = torch.arange(n_max, device=steps.device, dtype=torch.float64)[None, None]
+    present = j < n_frames.to(steps.device)[:, None, None]
+    starts_before_end = j / visual_fps < (s + 1) / frame_rate - 1e-9
+    ends_after_start = (j + 1) / visual_fps > s / frame_rate + 1e-9
+    m = present.expand(-1, steps.shape[0], -1)
+    if mechanism == "causal":
+        m = m & starts_before_end
+    elif mechanism == "frame":
+        m = m & starts_before_end & ends_after_start
+    # steps past the clip's frames (the delay tail, a longer audio request): its last frame
+    last = (n_frames.to(steps.device) - 1).clamp_min(0)[:, None, None]
+    return m | (~m.any(-1, keepdim=True) & (j == last))
+
+
+def frame_self_mask(n_frames: torch.Tensor, n_max: int, mechanism: str) -> torch.Tensor:
+    """bool ``[B, F, F]``: may visual token i attend visual token j (FoleyGen-P prefix)?"""
+    i = torch.arange(n_max, device=n_frames.device)[:, None]
+    j = torch.arange(n_max, device=n_frames.device)[None]
+    present = (j < n_frames[:, None, None])
+    rule = {"full": torch.ones_like(i == j), "causal": j <= i, "frame": i == j}[mechanism]
+    return (present & rule) | (i == j)  # padding rows see themselves only: never NaN
+
+
+def sinusoid(pos: torch.Tensor, dim: int) -> torch.Tensor:
+    """Positions (float, any shape) -> ``[..., dim]`` sin/cos features (max period 10000)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=pos.device, dtype=torch.float32) / half)
+    ang = pos.float()[..., None] * freq
+    return torch.cat([ang.cos(), ang.sin()], -1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention; ``mask`` bool [B, Sq, Sk] (True = may attend)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.h = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] -> [B, h, L, d/h]."""
+        return x.view(x.shape[0], x.shape[1], self.h, -1).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, Sq, d]; k, v already split [B, h, Sk, d/h] -> [B, Sq, d]."""
+        y = F.scaled_dot_product_attention(self.split(self.q(x)), k, v, attn_mask=mask[:, None])
+        return self.o(y.transpose(1, 2).reshape(x.shape))
+
+
+class Block(nn.Module):
+    """Pre-norm block: self-attention (cached keys/values), optional cross-attention, MLP."""
+
+    def __init__(self, d: int, heads: int, ff_mult: int, cross: bool):
+        super().__init__()
+        self.n1, self.att = nn.LayerNorm(d), Attention(d, heads)
+        self.cross = Attention(d, heads) if cross else None
+        self.n2 = nn.LayerNorm(d) if cross else None
+        self.n3 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kv: list[torch.Tensor] | None,
+                mem_kv: tuple[torch.Tensor, torch.Tensor] | None, cross_mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.n1(x)
+        k, v = self.att.split(self.att.k(h)), self.att.split(self.att.v(h))
+        if kv is not None:  # cache: keys/values of earlier positions, then ours appended
+            if kv:
+                k, v = torch.cat([kv[0], k], 2), torch.cat([kv[1], v], 2)
+            kv[:] = [k, v]
+        x = x + self.att(h, k, v, mask)
+        if self.cross is not None and mem_kv is not None and cross_mask is not None:
+            x = x + self.cross(self.n2(x), mem_kv[0], mem_kv[1], cross_mask)
+        return x + self.ff(self.n3(x))
+
+
+@dataclass
+class Cache:
+    """Generation state: per-layer self-attention [k, v], the visual memory's per-layer
+    cross keys/values (C), and how many audio columns have been fed (``pos``)."""
+
+    kv: list[list[torch.Tensor]] = field(default_factory=list)
+    mem_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    pos: int = 0
+
+
+class FoleyGenLM(nn.Module):
+    """The LM of :class:`LMConfig` (torch default init from the global seed)."""
+
+    def __init__(self, cfg: LMConfig):
+        super().__init__()
+        if cfg.variant not in ("c", "p"):
+            raise ValueError(f"variant {cfg.variant!r}: want 'c' (cross-attention) or 'p' (prepend)")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.emb = nn.ModuleList(nn.Embedding(cfg.card + 1, d) for _ in range(cfg.n_q))  # + special
+        self.vis_proj = nn.Linear(cfg.vis_dim, d)
+        self.vis_type = nn.Parameter(torch.zeros(d))  # marks visual tokens in the P sequence
+        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.ff_mult, cfg.variant == "c") for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, cfg.card) for _ in range(cfg.n_q))
+
+    def visual_tokens(self, vis: torch.Tensor) -> torch.Tensor:
+        """[B, F, Dv] -> [B, F, d] on the audio time axis (frame j at j * fr / vfps steps)."""
+        cfg = self.cfg
+        t = torch.arange(vis.shape[1], device=vis.device) * (cfg.frame_rate / cfg.visual_fps)
+        return self.vis_proj(vis) + sinusoid(t, cfg.d_model) + self.vis_type
+
+    def forward(self, inp: torch.Tensor, vis: torch.Tensor, n_frames: torch.Tensor, mechanism: str = "full",
+                cache: Cache | None = None) -> torch.Tensor:
+        """Logits ``[B, K, S, card]`` for input columns ``[B, K, S]`` (positions cache.pos
+        on when a cache is given; the first call with a cache also takes the visual part)."""
+        cfg, (B, K, S) = self.cfg, inp.shape
+        start = cache.pos if cache is not None else 0
+        steps = torch.arange(start, start + S, device=inp.device)
+        x = sum(self.emb[q](inp[:, q]) for q in range(K)) + sinusoid(steps, cfg.d_model)
+        vmask = visual_mask(steps, n_frames, vis.shape[1], cfg.frame_rate, cfg.visual_fps, mechanism)
+        causal = steps[:, None] >= torch.arange(start + S, device=inp.device)[None]  # [S, start + S]
+        first = cache is None or not cache.kv
+        mem_kv: list[tuple[torch.Tensor, torch.Tensor]] | list[None] = [None] * len(self.blocks)
+        cross_mask = None
+        if cfg.variant == "p":
+            Fv = vis.shape[1]
+            audio_rows = torch.cat([vmask, causal[None].expand(B, -1, -1)], -1)  # [B, S, F + start + S]
+            if first:
+                vrows = torch.cat([frame_self_mask(n_frames, Fv, mechanism),
+                                   torch.zeros(B, Fv, S, dtype=torch.bool, device=inp.device)], -1)
+                x = torch.cat([self.visual_tokens(vis), x], 1)
+                mask = torch.cat([vrows, audio_rows], 1)
+            else:
+                mask = audio_rows
+        else:
+            mask = causal[None].expand(B, -1, -1)
+            cross_mask = vmask
+            if cache is not None and cache.mem_kv:
+                mem_kv = cache.mem_kv
+            else:
+                mem = self.visual_tokens(vis)
+                mem_kv = [(b.cross.split(b.cross.k(mem)), b.cross.split(b.cross.v(mem))) for b in self.blocks]
+                if cache is not None:
+                    cache.mem_kv = mem_kv
+        if cache is not None and not cache.kv:
+            cache.kv = [[] for _ in self.blocks]
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, mask, cache.kv[i] if cache is not None else None, mem_kv[i], cross_mask)
+        if cache is not None:
+            cache.pos += S
+        h = self.norm(x[:, -S:])
+        return torch.stack([head(h) for head in self.heads], 1)

@@ -1,0 +1,99 @@
+"""Sampling FoleyGen's tokens: classifier-free guidance, top-k / top-p / temperature, KV cache.
+
+Conventions follow audiocraft's ``LMModel.generate`` (MusicGen/AudioGen): the
+conditional and the unconditional (null-condition) passes run as one doubled batch and
+are mixed as ``uncond + coef * (cond - uncond)``; top-k then top-p filter the tempered
+logits; one column of the delayed sequence is sampled per step, and only the cells that
+hold a real token (the pattern's valid cells) take the sample, the others stay special.
+The null condition is all-zero visual features, which is also what condition dropout
+feeds in training (foleygen_train.py). Each clip draws its noise from its own
+``torch.Generator``, so its tokens do not depend on its batch neighbours.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from foleybench.baselines.codebook_pattern import DelayPattern
+from foleybench.baselines.foleygen_lm import Cache, FoleyGenLM
+
+
+def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, coef: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + coef * (cond - uncond)`` (coef 1: cond, 0: uncond)."""
+    if coef == 1.0:  # exactly the conditional logits (no rounding from the subtraction)
+        return cond
+    if coef == 0.0:
+        return uncond
+    return uncond + coef * (cond - uncond)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
+    """``[..., V]`` logits with everything outside the top k (k > 0) and outside the smallest
+    set of probability >= top_p (0 < p < 1; the most likely token always kept) at -inf."""
+    out = logits
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
+    if 0.0 < top_p < 1.0:
+        sorted_l, idx = torch.sort(out, dim=-1, descending=True)
+        probs = sorted_l.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # mass before this token already >= p
+        out = out.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
+    return out
+
+
+def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator], temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
+    """``[B, K, V]`` logits -> int64 ``[B, K]`` tokens in [0, V): argmax when temperature <= 0,
+    else the Gumbel-max draw from softmax(filter(logits / temperature)) with clip b's noise
+    from ``gens[b]`` (one [K, V] draw per step, whatever the settings, so streams stay aligned)."""
+    B, K, V = logits.shape
+    noise = torch.stack([torch.rand(K, V, generator=g, dtype=torch.float64) for g in gens]).to(logits.device)
+    if temperature <= 0:
+        return logits.argmax(-1)
+    z = filter_logits(logits.double() / temperature, top_k, top_p)
+    gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-12)))
+    return (z + gumbel).argmax(-1)
+
+
+@torch.inference_mode()
+def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps: int | Sequence[int],
+                   gens: Sequence[torch.Generator], *, mechanism: str = "full", cfg_coef: float = 3.0,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0,
+                   use_cache: bool = True) -> torch.Tensor:
+    """Tokens ``[B, K, max(n_steps)]`` for visual features ``[B, F, Dv]`` (``n_frames`` real
+    frames per clip). n_steps: one length for all clips, or one per clip: a clip's valid
+    cells follow its own length, so a shorter clip's tokens are those it gets alone (the
+    columns past its end stay special and feed nothing real); cut them to its length.
+
+    use_cache=False recomputes the whole prefix at every step (the reference the cache is
+    tested against); the tokens are identical.
+    """
+    cfg = lm.cfg
+    pat = DelayPattern(cfg.n_q, cfg.card)
+    B = vis.shape[0]
+    lengths = [int(n_steps)] * B if isinstance(n_steps, int) else [int(t) for t in n_steps]
+    S = pat.seq_len(max(lengths))
+    valid = torch.stack([pat.valid(t, vis.device)[:, :S] if pat.seq_len(t) >= S else
+                         torch.nn.functional.pad(pat.valid(t, vis.device), (0, S - pat.seq_len(t)))
+                         for t in lengths])  # [B, K, S]
+    guided = cfg_coef != 1.0
+    v_in = torch.cat([vis, torch.zeros_like(vis)]) if guided else vis  # cond rows, then null rows
+    nf_in = torch.cat([n_frames, n_frames]) if guided else n_frames
+    seq = torch.full((B, cfg.n_q, S), cfg.card, dtype=torch.long, device=vis.device)
+    inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)  # col 0: start
+    cache = Cache() if use_cache else None
+    for s in range(S):
+        if cache is not None:
+            col = inp[:, :, s:s + 1]
+            logits = lm(torch.cat([col, col]) if guided else col, v_in, nf_in, mechanism, cache)[:, :, -1]
+        else:
+            x = inp[:, :, :s + 1]
+            logits = lm(torch.cat([x, x]) if guided else x, v_in, nf_in, mechanism)[:, :, -1]
+        if guided:
+            logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
+        tok = sample_tokens(logits.float(), gens, temperature, top_k, top_p)  # [B, K]
+        seq[:, :, s] = torch.where(valid[:, :, s], tok, seq[:, :, s])
+        inp[:, :, s + 1] = seq[:, :, s]
+    return pat.revert(seq)
