@@ -7,7 +7,7 @@ was cut after 8 demuxes 8 (FFmpeg only logs "partial file"). Scoring such a file
 silently changes the score, so :func:`check_complete` compares what the header declares
 with what is actually there and raises :class:`~foleybench.api.InputError` naming the
 file and both lengths when the shortfall exceeds the tolerance (docs/PROTOCOL.md,
-"Validation"): ``max(TOLERANCE_S, TOLERANCE_FRAC * declared)``.
+"Declared vs decoded"): ``max(TOLERANCE_S, TOLERANCE_FRAC * declared)``.
 
 Only headers are parsed and packets demuxed (never decoded), so the check is cheap; its
 answer is remembered per (path, size, mtime) like file hashes (foleybench.hashing).
