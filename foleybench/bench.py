@@ -47,8 +47,8 @@ def _check_names(spec: BenchSpec) -> None:
     """Unknown models and metrics, a metric for the wrong task or with an unknown option,
     fail when the spec is read, before any work; a direction declared in the spec for a
     metric that declares its own is an error (one place each)."""
+    from foleybench.options import check_metric
     from foleybench.registry import METRICS, MODELS, load_plugins
-    from foleybench.runner import check_metric
 
     load_plugins()
     for task, t in spec.tasks.items():

@@ -2,9 +2,9 @@
 
 Key = sha256 of (input file's sha256, embedder name and version, checkpoint sha256,
 preprocessing id, protocol clip length, what was computed). Changing any part recomputes; renaming or moving
-a file does not. Values are float32 ``.npy`` files written atomically (temp file +
+a file does not. Values are float32 ``.npy`` payloads behind a sha256 checksum, written atomically (temp file +
 ``os.replace``), so an interrupted run leaves no half-written entry and a rerun resumes
-where it stopped. Unlike a cache keyed by file existence, an edited file gets a new key.
+where it stopped; a damaged entry is detected, reported and recomputed (:class:`EmbeddingCache`). Unlike a cache keyed by file existence, an edited file gets a new key.
 
 Decoding runs in a DataLoader (``ctx.num_workers`` processes), the network in batches of
 ``ctx.batch_size`` on ``ctx.device``. A file that fails to decode comes back as its
@@ -13,7 +13,9 @@ Decoding runs in a DataLoader (``ctx.num_workers`` processes), the network in ba
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,7 +33,36 @@ DEFAULT_CACHE = Path("~/.cache/foleybench/embeddings")
 file_sha256 = sha256_file_cached
 
 
+_MAGIC = b"FBE1"  # entry = magic, sha256 of the payload, payload (.npy bytes)
+# Damaged entries met since the last take_repairs(): (entry path, problem). The runner
+# moves them into the results JSON ("cache.repaired") and the end-of-run summary.
+_REPAIRS: list[tuple[str, str]] = []
+_WRITE_WARNED: set[str] = set()
+
+
+def take_repairs() -> list[tuple[str, str]]:
+    """The damaged cache entries found (and recomputed) since the last call; clears the list."""
+    out = list(_REPAIRS)
+    _REPAIRS.clear()
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class EmbeddingCache:
+    """Entries are ``ROOT/ab/{key}.fbe``: ``FBE1`` + sha256(payload) + a float32 ``.npy``.
+
+    Every read checks the checksum, the dtype (float32), the shape (non-empty) and that
+    all values are finite. Anything else (flipped bytes behind an intact npy header, a
+    0-byte file, NaNs, another array under the key's name) is deleted, reported through
+    :func:`take_repairs` and a stderr line, and recomputed by the caller: never trusted,
+    never fatal. A cache that cannot be written only costs time (one warning).
+    """
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
 
@@ -42,24 +73,69 @@ class EmbeddingCache:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npy"
+        return self.root / key[:2] / f"{key}.fbe"
+
+    @staticmethod
+    def _problem(raw: bytes) -> tuple[np.ndarray | None, str]:
+        """(value, "") for a sound entry, else (None, what is wrong with it)."""
+        if len(raw) == 0:
+            return None, "empty file (0 bytes)"
+        if len(raw) < 36 or raw[:4] != _MAGIC:
+            return None, "not a foleybench cache entry (no FBE1 header)"
+        payload = raw[36:]
+        if hashlib.sha256(payload).digest() != raw[4:36]:
+            return None, "checksum mismatch (damaged bytes)"
+        try:
+            v = np.load(io.BytesIO(payload), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            return None, f"unreadable array ({exc})"
+        if v.dtype != np.float32:
+            return None, f"dtype {v.dtype}, expected float32"
+        if v.ndim == 0 or v.size == 0:
+            return None, f"shape {v.shape} holds no values"
+        if not np.all(np.isfinite(v)):
+            return None, "non-finite values"
+        return v, ""
 
     def get(self, key: str) -> np.ndarray | None:
         p = self._path(key)
-        if not p.is_file():
-            return None
         try:
-            return np.load(p, allow_pickle=False)
-        except (ValueError, OSError):
-            return None  # a damaged entry is recomputed, never trusted
+            raw = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raw, problem = b"", f"unreadable ({exc.strerror})"
+        else:
+            value, problem = self._problem(raw)
+            if value is not None:
+                return value
+        _REPAIRS.append((str(p), problem))
+        print(f"foleybench: warning: cache entry {p}: {problem}; recomputed", file=sys.stderr)
+        try:
+            p.unlink()
+        except OSError:
+            pass  # put() replaces it anyway
+        return None
 
     def put(self, key: str, value: np.ndarray) -> None:
         p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(value, dtype=np.float32), allow_pickle=False)
+        payload = buf.getvalue()
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            # Temp name ends in .tmp, never .fbe: a killed run leaves nothing a reader takes for an entry.
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        except OSError as exc:
+            if str(self.root) not in _WRITE_WARNED:
+                _WRITE_WARNED.add(str(self.root))
+                print(f"foleybench: warning: {self.root}: embedding cache not writable ({exc.strerror}); "
+                      "continuing without storing", file=sys.stderr)
+            return
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(value, dtype=np.float32), allow_pickle=False)
+                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            os.chmod(tmp, 0o666 & ~_umask())  # shared caches: follow the umask, not mkstemp's 0600
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):

@@ -8,21 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from foleybench import __version__
 from foleybench.api import FoleybenchError, ScoreContext
-
-EPILOG = """examples:
-  foleybench synth --out data/synth --clips 48 --seed 0
-  foleybench generate --task v2a --model oracle --data data/synth --out runs/oracle
-  foleybench score --task v2a --pred runs/oracle --ref data/synth --metrics av_align,fd_melstat --out oracle.json
-  foleybench bench synthfoley && foleybench drift synthfoley
-"""
+from foleybench.cli_args import build_parser, parse_opts  # noqa: F401 (parse_opts: re-export)
 
 
 def _ctx(a: argparse.Namespace) -> ScoreContext:
     """The run context; ``--checkpoint`` names are checked against the embedder registry
     (did-you-mean error) and their files for existence, before any work."""
-    from foleybench.registry import EMBEDDERS, load_plugins
+    from foleybench.registry import EMBEDDERS, UnknownNameError, load_plugins
 
     ckpts = {}
     for item in a.checkpoint or []:
@@ -32,7 +25,10 @@ def _ctx(a: argparse.Namespace) -> ScoreContext:
                 raise FoleybenchError(f"--checkpoint expects NAME=FILE, got {item!r}")
             name, path = a.embedder, item  # `embed --checkpoint FILE` names the one embedder
         load_plugins()
-        EMBEDDERS.entry(name)  # UnknownNameError with close matches
+        try:
+            EMBEDDERS.entry(name)  # UnknownNameError with close matches
+        except UnknownNameError as exc:
+            raise FoleybenchError(f"--checkpoint {name}: {exc}") from None
         if not Path(path).expanduser().is_file():
             raise FoleybenchError(f"--checkpoint {item!r}: {path} is not a file")
         ckpts[name] = path
@@ -40,44 +36,6 @@ def _ctx(a: argparse.Namespace) -> ScoreContext:
                         cache_dir=None if a.no_cache else a.cache_dir, batch_size=a.batch_size,
                         amp=not a.no_amp, seed=a.seed, clip_seconds=a.clip_seconds,
                         num_workers=a.num_workers, progress=not a.quiet)
-
-
-def _score_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--proxy", action="store_true",
-                   help="use seeded random-init evaluators when pretrained weights are absent (labelled proxy)")
-    p.add_argument("--checkpoint", action="append", metavar="[NAME=]FILE",
-                   help="use FILE as the checkpoint of embedder NAME, loaded strictly (every key and "
-                        "shape must fit). The upstream file (its published checksum matches) is "
-                        "labelled pretrained; any other file is labelled custom with its sha256 and "
-                        "marked on the leaderboard")
-    p.add_argument("--weights-dir", help="folder of pretrained checkpoints (default $FOLEYBENCH_WEIGHTS)")
-    p.add_argument("--cache-dir", default=str(Path("~/.cache/foleybench/embeddings").expanduser()),
-                   help="embedding cache folder (content-keyed)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per embedder batch")
-    p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes")
-    p.add_argument("--no-amp", action="store_true", help="full precision on GPU too")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clip-seconds", type=float, default=None,
-                   help="truncate audio to this many seconds before embedding (VGGSound V2A protocol: 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def parse_opts(items: list[str] | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    """``METRIC.KEY=VALUE`` items -> {metric: {key: value}}; values parsed as YAML scalars."""
-    import yaml
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        lhs, eq, value = item.partition("=")
-        metric, dot, key = lhs.partition(".")
-        if not (eq and dot and key):
-            raise FoleybenchError(f"--opt expects METRIC.KEY=VALUE, got {item!r}")
-        if metric not in names:
-            raise FoleybenchError(f"--opt {item!r}: metric {metric!r} is not among --metrics {names}")
-        out.setdefault(metric, {})[key] = yaml.safe_load(value)
-    return out
 
 
 def cmd_list(a: argparse.Namespace) -> int:
@@ -118,33 +76,50 @@ def _model_line(entry: Any) -> str:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    from foleybench.datasets.synthfoley import SynthConfig, generate
+    from foleybench.datasets.synthfoley import MIN_FRAMES, SynthConfig, generate
+    from foleybench.outputs import check_out_dir
 
-    cfg = SynthConfig(size=a.size, fps=a.fps, sample_rate=a.sample_rate, duration_s=a.duration)
+    try:
+        cfg = SynthConfig(size=a.size, fps=a.fps, sample_rate=a.sample_rate, duration_s=a.duration)
+    except ValueError as exc:  # the config's own checks (size even and >= 32...)
+        raise FoleybenchError(f"synth: {exc}") from None
+    if round(a.duration * a.fps) < MIN_FRAMES:
+        # A documented rule, said out loud: scenes need a few frames to show an event.
+        print(f"foleybench: note: --duration {a.duration:g} s is {a.duration * a.fps:g} frames at {a.fps:g} fps; "
+              f"clips are at least {MIN_FRAMES} frames, so each is {MIN_FRAMES / a.fps:g} s", file=sys.stderr)
+    check_out_dir(a.out)
     m = generate(a.out, a.clips, seed=a.seed, cfg=cfg, progress=True)
     print(f"wrote {len(m)} clips and {Path(a.out) / 'manifest.csv'} (fingerprint {m.fingerprint()[:16]})")
     return 0
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
+    from foleybench.outputs import check_out_dir
+    from foleybench.registry import MODELS, load_plugins
+    from foleybench.report import generation_summary
     from foleybench.runner import generate, open_reference
 
+    load_plugins()
+    MODELS.entry(a.model)  # an unknown name fails before any file is read (did-you-mean)
+    check_out_dir(a.out)
     manifest = open_reference(a.data, a.dataset, a.split)
     idx = generate(a.task, a.model, manifest, a.out, limit=a.limit, seed=a.seed, device=a.device,
                    batch_size=a.batch_size, progress=True)
     print(f"{a.model}: generated {idx['generated']}, resumed {idx['resumed']}, failed {len(idx['failures'])} "
           f"-> {a.out}")
-    for cid, why in idx["failures"].items():
-        print(f"  excluded {cid}: {why}", file=sys.stderr)
+    print(generation_summary(idx, manifest.notes), file=sys.stderr)
     return 0
 
 
 def cmd_score(a: argparse.Namespace) -> int:
     from foleybench import weights
+    from foleybench.outputs import check_out_file
     from foleybench.registry import METRICS, load_plugins
+    from foleybench.report import score_summary
     from foleybench.results import write_json
     from foleybench.runner import open_reference, score
 
+    check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
     load_plugins()
     names = [m for m in a.metrics.split(",") if m]
     for n in names:  # unknown names fail before any file is touched
@@ -165,9 +140,8 @@ def cmd_score(a: argparse.Namespace) -> int:
         if r["excluded"]:
             notes += f"  excluded={len(r['excluded'])}"
         print(f"  {name:12s} {val}{ci}  n={r['n']}{notes}")
-    for cid, why in p["invalid_pred"].items():
-        print(f"  excluded {cid}: {why}", file=sys.stderr)
     print(f"wrote {a.out}")
+    print(score_summary(doc), file=sys.stderr)
     return 0
 
 
@@ -187,11 +161,18 @@ def _bench_names(a: argparse.Namespace, only_with_goldens: bool = False) -> list
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from foleybench.bench import run_benchmark
+    from foleybench.outputs import check_out_dir
+    from foleybench.report import score_summary
 
-    for name in _bench_names(a):
-        run_benchmark(name, runs_dir=a.runs, leaderboard_dir=a.leaderboard, device=a.device, data=a.data,
+    names = _bench_names(a)
+    check_out_dir(a.runs)
+    check_out_dir(a.leaderboard)
+    for name in names:
+        docs = run_benchmark(name, runs_dir=a.runs, leaderboard_dir=a.leaderboard, device=a.device, data=a.data,
                       progress=not a.quiet, limit=a.limit)
         print(f"wrote {Path(a.leaderboard) / (name + '.md')}")
+        for key, doc in (docs or {}).items():
+            print(score_summary(doc, title=f"{name} {key}"), file=sys.stderr)
     return 0
 
 
@@ -278,115 +259,20 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="foleybench", description="Score video-to-audio and audio-to-video "
-                                 "generators with one pipeline.", epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--version", action="version", version=f"foleybench {__version__}")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="list registered names, one per line")
-    p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights"])
-    p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'fd_*'")
-    p.add_argument("-l", "--long", action="store_true", help="models: also task and where the weights come from")
-    p.set_defaults(fn=cmd_list)
-
-    p = sub.add_parser("synth", help="write the procedural synthfoley dataset (DIR/{clip_id}.mp4 + manifest.csv)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--clips", type=int, default=48)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
-    p.add_argument("--fps", type=float, default=16.0)
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--duration", type=float, default=3.0, help="clip length in seconds")
-    p.set_defaults(fn=cmd_synth)
-
-    for name, fn, hlp in [("generate", cmd_generate, "run a model over a dataset, one file per clip id")]:
-        p = sub.add_parser(name, help=hlp)
-        p.add_argument("--task", choices=["v2a", "a2v"], required=True)
-        p.add_argument("--model", required=True, help="see `foleybench list models`")
-        p.add_argument("--data", required=True, help="reference folder (manifest.csv or media files)")
-        p.add_argument("--dataset", choices=["vggsound"], help="read --data as a VGGSound clip folder")
-        p.add_argument("--split", default=None)
-        p.add_argument("--out", required=True)
-        p.add_argument("--limit", type=int)
-        p.add_argument("--device", default="auto")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--batch-size", type=int, default=4)
-        p.set_defaults(fn=fn)
-
-    p = sub.add_parser("score", help="score a folder of generated files against a reference set")
-    p.add_argument("--task", choices=["v2a", "a2v"], required=True)
-    p.add_argument("--pred", required=True, help="V2A: DIR/{clip_id}.wav; A2V: DIR/{clip_id}.mp4")
-    p.add_argument("--ref", required=True, help="reference folder (manifest.csv or media files) or manifest")
-    p.add_argument("--dataset", choices=["vggsound"], help="read --ref as a VGGSound clip folder")
-    p.add_argument("--split", default=None)
-    p.add_argument("--metrics", required=True, help="comma-separated, see `foleybench list metrics`")
-    p.add_argument("--out", required=True, help="results JSON")
-    p.add_argument("--model-name", help="name recorded in the results (default: the --pred folder name)")
-    p.add_argument("--opt", action="append", metavar="METRIC.KEY=VALUE",
-                   help="metric option, e.g. fd_panns.n_boot=100, fd_vggish.fd_inf=true, clipsim.prompt='a video of {label}'")
-    _score_opts(p)
-    p.set_defaults(fn=cmd_score)
-
-    p = sub.add_parser("bench", help="run a benchmark (benchmarks/NAME.yaml) end to end")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--all", action="store_true", help="every benchmark in benchmarks/*.yaml")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data", help="dataset folder for benchmarks on real data (VGGSound)")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--leaderboard", default="leaderboard")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=cmd_bench)
-
-    p = sub.add_parser("leaderboard", help="re-render leaderboard markdown from stored results")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--leaderboard", default="leaderboard")
-    p.set_defaults(fn=cmd_leaderboard)
-
-    p = sub.add_parser("drift", help="compare leaderboard/NAME.json with benchmarks/expected/NAME.json")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--all", action="store_true", help="every benchmark that has goldens in benchmarks/expected/")
-    p.add_argument("--leaderboard", default="leaderboard")
-    p.add_argument("--update", action="store_true", help="store today's values as the goldens")
-    p.add_argument("--failures-only", action="store_true")
-    p.set_defaults(fn=cmd_drift)
-
-    p = sub.add_parser("weights", help="pretrained checkpoints: list, fetch (needs network), verify")
-    p.add_argument("action", choices=["list", "fetch", "verify"])
-    p.add_argument("names", nargs="*")
-    p.add_argument("--weights-dir")
-    p.set_defaults(fn=cmd_weights)
-
-    p = sub.add_parser("embed", help="write embeddings of wav/flac/mp4 inputs to FILE.npy (+ index)")
-    p.add_argument("--embedder", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("inputs", nargs="+")
-    _score_opts(p)
-    p.set_defaults(fn=cmd_embed)
-
-    p = sub.add_parser("train", help="train a model family config (FAMILY.TAG, any tag) on a dataset folder")
-    p.add_argument("--model", required=True, help="e.g. wavenet_video.tiny or deepfusion.paper")
-    p.add_argument("--data", help="dataset folder (default: synthfoley, 48 clips, seed 0, under runs/data)")
-    p.add_argument("--out", help="checkpoint file (default for paper tags: the weights directory)")
-    p.add_argument("--weights-dir", help="folder of pretrained checkpoints (default $FOLEYBENCH_WEIGHTS)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=cmd_train)
-    return ap
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.modules[__name__]).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(message)s")
     try:
         return int(args.fn(args) or 0)
     except FoleybenchError as exc:
         print(f"foleybench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Disk full, permission denied, a path that became a folder...: the file and the
+        # problem, not a traceback (foleybench's own checks catch most of these earlier).
+        where = exc.filename or "foleybench"
+        print(f"foleybench: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

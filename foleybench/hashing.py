@@ -19,6 +19,7 @@ import hashlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 _MEMO: dict[tuple[str, int, int], str] = {}
 _CHUNK = 1 << 20
@@ -80,6 +81,40 @@ def sha256_file_cached(path: str | os.PathLike) -> str:
         con.close()
     _MEMO[key] = digest
     return digest
+
+
+_CHECKS: dict[tuple[str, int, int, str], str] = {}
+
+
+def cached_by_stat(path: str | os.PathLike, kind: str, compute: Callable[[], str]) -> str:
+    """``compute()`` for ``path``, remembered per (path, size, mtime, kind) in memory and in
+    the same SQLite file as the hashes: a check of a 15k-clip reference set (e.g.
+    foleybench.media_check) costs its full price once, and again only for files that changed."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, kind)
+    if key in _CHECKS:
+        return _CHECKS[key]
+    con = _db()
+    row = None
+    if con is not None:
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS checks (path TEXT, size INTEGER, mtime INTEGER, kind TEXT, "
+                        "result TEXT, PRIMARY KEY (path, size, mtime, kind))")
+            row = con.execute("SELECT result FROM checks WHERE path=? AND size=? AND mtime=? AND kind=?",
+                              key).fetchone()
+        except sqlite3.Error:
+            row = None
+    result = row[0] if row else compute()
+    if con is not None:
+        if not row:
+            try:
+                with con:
+                    con.execute("INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?)", (*key, result))
+            except sqlite3.Error:
+                pass  # an unwritable cache only costs time
+        con.close()
+    _CHECKS[key] = result
+    return result
 
 
 def content_sha256(video: str | os.PathLike | None, audio: str | os.PathLike | None) -> str:

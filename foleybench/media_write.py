@@ -18,16 +18,30 @@ import soundfile as sf
 
 from foleybench.media import check_audio, check_video
 
+TEMP_SUFFIX = ".part"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 @contextmanager
 def _atomic_target(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success os.replace it into place."""
+    """Yield a temp path next to ``path``; on success os.replace it into place.
+
+    The temp name is a dot-file ending in :data:`TEMP_SUFFIX`, never the media suffix:
+    a run killed mid-write leaves ``.ID.xxxx.part``, which pairing never takes for a
+    prediction. The file gets the mode the umask gives a new file (mkstemp's 0600 would
+    keep colleagues from reading a shared set)."""
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

@@ -8,6 +8,7 @@ the platform, and the time. Metric entries add their embedder, weights
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -105,17 +106,59 @@ def write_json(path: str | os.PathLike, doc: Any) -> Path:
     """Atomic JSON write (temp file + rename): readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    text = dumps_strict(doc)  # before the temp file: an unserialisable doc leaves nothing behind
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=False, default=_default)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; results are meant to be shared (umask decides)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def finite_only(doc: Any) -> Any:
+    """A copy of ``doc`` where every NaN/inf float is None, with the reason beside it.
+
+    A dict that held one gets ``"non_finite": {key: "nan" | "inf" | "-inf"}`` (for a list
+    value, the key of the list), so strict JSON readers see null and a human sees why.
+    """
+    import numpy as np
+
+    def bad(x: Any) -> str | None:
+        if isinstance(x, (float, np.floating)) and not math.isfinite(float(x)):
+            return "nan" if math.isnan(float(x)) else ("inf" if x > 0 else "-inf")
+        return None
+
+    def walk(x: Any) -> tuple[Any, str | None]:
+        if isinstance(x, dict):
+            out, why = {}, {}
+            for k, v in x.items():
+                out[k], reason = walk(v)
+                if reason:
+                    why[str(k)] = reason
+            if why:
+                out["non_finite"] = {**out.get("non_finite", {}), **why}
+            return out, None
+        if isinstance(x, (list, tuple)):
+            items = [walk(v) for v in x]
+            reasons = sorted({r for _, r in items if r})
+            return [v for v, _ in items], ",".join(reasons) or None
+        if isinstance(x, np.ndarray):
+            return walk(x.tolist())
+        reason = bad(x)
+        return (None, reason) if reason else (x, None)
+
+    return walk(doc)[0]
+
+
+def dumps_strict(doc: Any) -> str:
+    """Strict JSON text (``allow_nan=False``): non-finite numbers become null with a reason."""
+    return json.dumps(finite_only(doc), indent=2, sort_keys=False, default=_default, allow_nan=False) + "\n"
 
 
 def _default(o: Any) -> Any:

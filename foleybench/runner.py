@@ -10,7 +10,6 @@ One broken clip is reported and excluded; the run goes on.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import math
 import os
@@ -21,20 +20,19 @@ from typing import Any, Iterable, Sequence
 from foleybench import media
 from foleybench.api import (
     A2VRequest,
-    ClipPair,
     FoleybenchError,
     InputError,
-    Metric,
     ScoreContext,
     V2ARequest,
     check_outputs,
 )
 from foleybench.datasets.base import ClipRecord, Manifest
+from foleybench.pairing import PRED_EXT, pair_clips, validate, verify_hashes  # noqa: F401 (re-exported)
 from foleybench.registry import METRICS, MODELS, load_plugins
 from foleybench.results import provenance_block, write_json
 
 log = logging.getLogger("foleybench")
-PRED_EXT = {"v2a": (".wav", ".flac"), "a2v": (".mp4",)}
+_MEDIA_SUFFIXES = {".wav", ".flac", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".ogg", ".m4a", ".mp3"}
 
 
 def clip_seed(run_seed: int, clip_id: str) -> int:
@@ -80,14 +78,15 @@ def generate(task: str, model_name: str, manifest: Manifest, out_dir: str | Path
              seed: int = 0, device: str = "cpu", batch_size: int = 4, progress: bool = False) -> dict[str, Any]:
     """Generate media for every clip of ``manifest``; returns the generation index."""
     from foleybench.device import resolve_device
+    from foleybench.outputs import check_out_dir
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out_dir)  # before the model is built: a bad --out costs nothing
     device = resolve_device(device)
+    manifest = verify_hashes(manifest.limit(limit))
     model = build_model(model_name, task, manifest, seed, device)
-    records = manifest.limit(limit).records
+    records = manifest.records
     ext = PRED_EXT[task][0]
-    failures: dict[str, str] = {}
+    failures: dict[str, str] = dict(manifest.problems)
     done, skipped = [], []
     t0 = time.time()
     todo = [r for r in records if not (out / f"{r.clip_id}{ext}").is_file()]
@@ -98,13 +97,12 @@ def generate(task: str, model_name: str, manifest: Manifest, out_dir: str | Path
         for rec in batch:
             try:
                 reqs.append(_request(rec, task, model, seed))
-            except InputError as exc:
-                failures[rec.clip_id] = str(exc)
-                log.warning("excluded %s: %s", rec.clip_id, exc)
+            except Exception as exc:  # noqa: BLE001 - one clip's bad input never ends the run
+                failures[rec.clip_id] = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+                log.warning("excluded %s: %s", rec.clip_id, failures[rec.clip_id])
         if not reqs:
             continue
-        outputs = model.generate(reqs)
-        check_outputs(reqs, outputs, model_name)
+        outputs, reqs = _generate_batch(model, reqs, model_name, failures)
         for req, o in zip(reqs, outputs):
             try:
                 if task == "v2a":
@@ -126,70 +124,31 @@ def generate(task: str, model_name: str, manifest: Manifest, out_dir: str | Path
     return index
 
 
+def _generate_batch(model: Any, reqs: list[Any], model_name: str,
+                    failures: dict[str, str]) -> tuple[list[Any], list[Any]]:
+    """(outputs, their requests) for a batch. When the batch fails, each clip is retried
+    alone so that one bad clip (a reference without an audio track under the oracle...)
+    is reported in ``failures`` and the others are still generated. A broken batch
+    contract (ids or order) stays fatal: that is a model bug, not bad input."""
+    try:
+        outputs = model.generate(reqs)
+    except Exception as exc:  # noqa: BLE001 - any per-clip failure; isolated below
+        if len(reqs) == 1:
+            why = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            failures[reqs[0].clip_id] = f"generation failed: {why}"
+            log.warning("excluded %s: %s", reqs[0].clip_id, failures[reqs[0].clip_id])
+            return [], []
+        outs, kept = [], []
+        for r in reqs:
+            o, k = _generate_batch(model, [r], model_name, failures)
+            outs += o
+            kept += k
+        return outs, kept
+    check_outputs(reqs, outputs, model_name)
+    return list(outputs), list(reqs)
+
+
 # ------------------------------------------------------------------------------ scoring
-def pair_clips(task: str, pred_dir: str | Path, manifest: Manifest) -> tuple[list[ClipPair], dict[str, Any]]:
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise InputError(str(pred_dir), "prediction folder not found")
-    preds: dict[str, Path] = {}
-    for p in sorted(pred_dir.iterdir()):
-        if p.suffix.lower() in PRED_EXT[task]:
-            preds.setdefault(p.stem, p)
-    ref_ids = set(manifest.ids())
-    unpaired = sorted(set(preds) - ref_ids)
-    missing = sorted(ref_ids - set(preds))
-    pairs = []
-    for rec in manifest:
-        if rec.clip_id not in preds:
-            continue
-        p = str(preds[rec.clip_id])
-        pairs.append(ClipPair(rec.clip_id, task, pred_audio=p if task == "v2a" else None,
-                              pred_video=p if task == "a2v" else None, ref_audio=rec.audio_source,
-                              ref_video=rec.video, label=rec.label))
-    if not pairs:
-        want = "/".join(PRED_EXT[task])
-        raise InputError(str(pred_dir), f"no {want} file matches a reference clip id "
-                         f"({len(preds)} predictions, {len(ref_ids)} reference clips; e.g. "
-                         f"pred {sorted(preds)[:3]} vs ref {sorted(ref_ids)[:3]})")
-    return pairs, {"n_pairs": len(pairs), "unpaired_pred": unpaired, "missing_pred": missing}
-
-
-def validate(pairs: Sequence[ClipPair]) -> tuple[list[ClipPair], dict[str, str], dict[str, str]]:
-    """Check each generated file once; returns (good pairs, excluded {id: reason}, warnings)."""
-    good, bad, warn = [], {}, {}
-    for p in pairs:
-        try:
-            if p.task == "v2a":
-                clip = media.read_audio(p.pred_audio)
-                if media.is_silent(clip.samples):
-                    warn[p.clip_id] = f"{p.pred_audio}: audio is silent"
-            else:
-                media.read_video(p.pred_video, max_frames=2)
-            good.append(p)
-        except InputError as exc:
-            bad[p.clip_id] = str(exc)
-    return good, bad, warn
-
-
-def check_metric(name: str, task: str, opts: dict[str, Any] | None = None) -> type[Metric]:
-    """The class of registered metric ``name``, once it is known to serve ``task`` and to
-    accept ``opts``; raises :class:`FoleybenchError` otherwise. Imports the metric's
-    module but builds nothing (no embedder, no media)."""
-    entry = METRICS.entry(name)
-    cls = entry.load()
-    tasks = getattr(cls, "tasks", None)
-    if not tasks:
-        raise FoleybenchError(f"metric {name!r}: its class {cls.__name__} declares no tasks")
-    if task not in tasks:
-        raise FoleybenchError(f"metric {name!r} does not apply to {task} (it applies to {', '.join(tasks)})")
-    params = inspect.signature(cls.__init__).parameters
-    unknown = [k for k in (opts or {}) if k not in params]
-    if unknown:
-        known = [k for k in params if k not in ("self", "ctx")]
-        raise FoleybenchError(f"metric {name!r} has no option {unknown} (options: {known})")
-    return cls
-
-
 def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Sequence[str],
           ctx: ScoreContext, extra: dict[str, Any] | None = None,
           metric_opts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -198,15 +157,23 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
     metric_opts: per-metric constructor options (e.g. ``{"fd_panns": {"n_boot": 100}}``),
     recorded in the results under each metric's ``options``.
     """
+    from foleybench import cache
+    from foleybench.options import check_metric_options
+
     metric_opts = metric_opts or {}
     load_plugins()
     # Every check that needs no media runs before any work: unknown names, a metric that
-    # does not serve this task, unknown options. A v2a run asking for is_c3d must fail
-    # here, not exclude every clip for want of a generated video.
-    classes = [(METRICS.entry(n), check_metric(n, task, metric_opts.get(n, {}))) for n in metric_names]
+    # does not serve this task, unknown options and bad option values. A v2a run asking
+    # for is_c3d must fail here, not exclude every clip for want of a generated video.
+    classes = list(zip([METRICS.entry(n) for n in metric_names],
+                       check_metric_options(metric_names, metric_opts, task)))
+    cache.take_repairs()                                 # count this run's repairs only
+    manifest = verify_hashes(manifest)
     pairs, pairing = pair_clips(task, pred_dir, manifest)
-    pairs, invalid, warnings = validate(pairs)
-    pairing.update({"invalid_pred": invalid, "warnings": warnings, "n_scored_pairs": len(pairs)})
+    pairs, invalid, warnings, invalid_ref = validate(pairs)
+    pairing["invalid_pred"].update(invalid)
+    pairing["excluded_ref"].update(invalid_ref)
+    pairing.update({"warnings": warnings, "n_scored_pairs": len(pairs)})
     results: dict[str, Any] = {}
     for entry, cls in classes:
         t0 = time.time()
@@ -232,9 +199,15 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
                     "n_clips": len(manifest)},
         "protocol": {"clip_seconds": ctx.clip_seconds, "resampler": media.RESAMPLER, "seed": ctx.seed,
                      "device": ctx.device, "amp": ctx.amp, "pairing": "explicit clip id (file stem)"},
-        "pairing": pairing, "metrics": results, **(extra or {}), **provenance_block(),
+        "pairing": pairing, "metrics": results, "cache": _cache_block(cache.take_repairs()),
+        **(extra or {}), **provenance_block(),
     }
     return doc
+
+
+def _cache_block(repairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The results' ``cache`` block: damaged entries found this run (all were recomputed)."""
+    return {"repaired": len(repairs), "repairs": [{"entry": e, "problem": why} for e, why in repairs]}
 
 
 def open_reference(ref: str | Path, dataset: str | None = None, split: str | None = None) -> Manifest:
@@ -249,5 +222,8 @@ def open_reference(ref: str | Path, dataset: str | None = None, split: str | Non
         log.warning(vgg.report())
         return m
     if os.path.isfile(ref):
+        if Path(ref).suffix.lower() in _MEDIA_SUFFIXES:
+            raise InputError(str(ref), "is a media file; --ref/--data take a folder (with manifest.csv or media "
+                             "files) or a manifest .csv")
         return Manifest.read(ref).split(split)
     return folder_manifest(ref, split)

@@ -142,15 +142,15 @@ def test_embedding_cache_makes_rescoring_fast_and_tracks_content(synth, tmp_path
             "--out", str(tmp_path / "s.json"), "--device", "cpu", "--cache-dir", str(cache), "--quiet"]
     assert main(args) == 0
     first = json.loads((tmp_path / "s.json").read_text())["metrics"]["fd_melstat"]["value"]
-    n_entries = len(list(cache.rglob("*.npy")))
+    n_entries = len(list(cache.rglob("*.fbe")))
     assert n_entries == 2 * N_CLIPS
     assert main(args) == 0
-    assert len(list(cache.rglob("*.npy"))) == n_entries  # all hits
+    assert len(list(cache.rglob("*.fbe"))) == n_entries  # all hits
     assert json.loads((tmp_path / "s.json").read_text())["metrics"]["fd_melstat"]["value"] == first
     # editing one file changes its key: exactly one new entry
     wav = next(pred.glob("*.wav"))
     media.write_wav(wav, np.random.default_rng(1).normal(0, 0.2, (1, 32000)), 16000)
     assert main(args) == 0
-    assert len(list(cache.rglob("*.npy"))) == n_entries + 1
+    assert len(list(cache.rglob("*.fbe"))) == n_entries + 1
     assert not list(cache.rglob("*.tmp"))
     capsys.readouterr()

@@ -26,7 +26,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -34,6 +36,16 @@ from typing import Iterable, Sequence
 from foleybench.api import InputError
 from foleybench.hashing import sha256_file, sha256_file_cached  # noqa: F401  (sha256_file: re-export)
 
+
+def normalize_id(clip_id: str) -> str:
+    """A clip id in Unicode NFC. Ids are compared in this form everywhere (manifest rows,
+    folder stems, prediction stems, output names), so ``café`` typed (NFC) and ``café``
+    from a macOS file name (NFD) are one clip; two files whose names differ only in that
+    form are one id twice, which is reported as ambiguous (docs/PROTOCOL.md, "Pairing")."""
+    return unicodedata.normalize("NFC", clip_id.strip())
+
+
+LOSSLESS_EXT = (".wav", ".flac")
 COLUMNS = ["clip_id", "video", "audio", "sha256", "duration_s", "label", "split", "events",
            "audio_sha256", "content_sha256"]
 
@@ -79,8 +91,14 @@ def content_key(r: ClipRecord) -> str:
 class Manifest:
     """An ordered list of :class:`ClipRecord` rooted at a folder."""
 
-    def __init__(self, records: Sequence[ClipRecord], root: str | Path, name: str = ""):
+    def __init__(self, records: Sequence[ClipRecord], root: str | Path, name: str = "",
+                 problems: dict[str, str] | None = None, notes: Sequence[str] = ()):
         self.records = list(records)
+        # Clips (or rows without a usable id, as "FILE:LINE") left out when the manifest was
+        # read, with the reason; the runner reports them ("excluded_ref") and goes on.
+        self.problems: dict[str, str] = dict(problems or {})
+        # Rules applied while reading that a user should hear about (printed in the summary).
+        self.notes: list[str] = list(notes)
         # Resolved, so paths inside it are written (and fingerprinted) relative to it
         # whether the caller said runs/data/x or /abs/runs/data/x.
         self.root = Path(root).resolve()
@@ -110,10 +128,20 @@ class Manifest:
     def split(self, split: str | None) -> "Manifest":
         if split is None:
             return self
-        return Manifest([r for r in self.records if r.split == split], self.root, self.name)
+        return Manifest([r for r in self.records if r.split == split], self.root, self.name,
+                        self.problems, self.notes)
 
     def limit(self, n: int | None) -> "Manifest":
-        return self if n is None else Manifest(self.records[:n], self.root, self.name)
+        if n is not None and n < 0:
+            raise InputError("--limit", f"must be >= 0, got {n}")
+        return self if n is None else Manifest(self.records[:n], self.root, self.name, self.problems, self.notes)
+
+    def without(self, excluded: dict[str, str]) -> "Manifest":
+        """This manifest less the clips in ``excluded`` ({id: reason}), which join ``problems``."""
+        keep = [r for r in self.records if r.clip_id not in excluded]
+        m = Manifest(keep, self.root, self.name, {**self.problems, **excluded}, self.notes)
+        m._fingerprint = self._fingerprint  # the set's identity is its content, excluded or not
+        return m
 
     # ------------------------------------------------------------------ csv
     def _rel(self, p: str | None) -> str:
@@ -155,32 +183,89 @@ class Manifest:
 
     @classmethod
     def read(cls, path: str | Path, name: str = "") -> "Manifest":
+        """Read a manifest CSV. A bad row (no id, unparsable field, negative duration, an id
+        given twice, also in another Unicode form) is left out and listed in ``problems``;
+        only a file with no usable row at all is an error. Without an ``audio`` column, a
+        ``.wav``/``.flac`` of the video's stem beside it is used as the lossless audio (the
+        folder rule), and a note says so."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(str(path), "manifest file not found")
+            raise InputError(str(path), "manifest file not found" if not path.is_dir() else
+                             "is a folder, not a manifest file")
         root = path.parent
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "clip_id" not in reader.fieldnames:
-                raise InputError(str(path), f"not a foleybench manifest (columns: {reader.fieldnames})")
-            rows = list(reader)
-        return cls([_record_from_row(row, root, path, i) for i, row in enumerate(rows, 2)], root, name)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                fields = reader.fieldnames
+                if not fields or "clip_id" not in fields:
+                    raise InputError(str(path), f"not a foleybench manifest (no clip_id column; columns: {fields})")
+                rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(str(path), f"not a manifest CSV ({type(exc).__name__}: {str(exc)[:80]})") from None
+        records, problems, notes = [], {}, []
+        lines: dict[str, list[int]] = {}
+        for i, row in enumerate(rows, 2):
+            try:
+                rec = _record_from_row(row, root, path, i)
+            except InputError as exc:
+                cid = normalize_id(row.get("clip_id") or "")
+                problems[cid or f"{path.name}:{i}"] = f"{path.name}:{i}: {exc.problem}"
+                continue
+            lines.setdefault(rec.clip_id, []).append(i)
+            records.append(rec)
+        for cid, at in lines.items():
+            if len(at) > 1:
+                forms = sorted({(rows[k - 2].get("clip_id") or "").strip() for k in at})
+                how = " (in different Unicode forms)" if len(forms) > 1 else ""
+                problems[cid] = f"{path.name}: clip id {cid!r} is given {len(at)} times{how}, rows {at}"
+        records = [r for r in records if r.clip_id not in problems]
+        if "audio" not in fields:
+            records, note = _lossless_beside(records, path)
+            notes += [note] if note else []
+        if not records and problems:
+            first = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3])
+            raise InputError(str(path), f"no usable rows ({first})")
+        return cls(records, root, name, problems, notes)
+
+
+def _lossless_beside(records: list[ClipRecord], path: Path) -> tuple[list[ClipRecord], str]:
+    """Without an ``audio`` column: use ``{video stem}.wav``/``.flac`` beside the video when
+    exactly one exists (docs/PROTOCOL.md, "Lossless audio first")."""
+    import dataclasses
+
+    out, used = [], 0
+    for r in records:
+        if r.video and not r.audio:
+            found = [Path(r.video).with_suffix(e) for e in LOSSLESS_EXT if Path(r.video).with_suffix(e).is_file()]
+            if len(found) == 1:
+                r, used = dataclasses.replace(r, audio=str(found[0])), used + 1
+        out.append(r)
+    note = (f"{path}: no audio column; {used} clip(s) read their audio from the .wav/.flac beside the "
+            "video instead of its AAC track (docs/PROTOCOL.md, Lossless audio first)") if used else ""
+    return out, note
 
 
 def _record_from_row(row: dict, root: Path, path: Path, line: int) -> ClipRecord:
+    """One manifest row as a record (id in NFC); InputError naming ``FILE:LINE`` when it is unusable."""
     def p(key: str) -> str | None:
         v = (row.get(key) or "").strip()
         return str((root / v).resolve()) if v else None
 
+    cid = normalize_id(row.get("clip_id") or "")
+    if not cid:
+        raise InputError(f"{path}:{line}", "empty clip_id")
     try:
         events = row.get("events") or ""
         ev: tuple[float, ...] | None = tuple(float(t) for t in events.split(";") if t) if events else None
         if "events" in row and events == "":
             ev = ()
+        duration = float(row.get("duration_s") or 0.0)
+        if not math.isfinite(duration) or duration < 0:
+            raise ValueError(f"duration_s must be a finite number >= 0 (0: unknown), got {duration}")
         return ClipRecord(
-            clip_id=row["clip_id"].strip(), video=p("video"), audio=p("audio"),
+            clip_id=cid, video=p("video"), audio=p("audio"),
             sha256=(row.get("sha256") or "").strip(),
-            duration_s=float(row.get("duration_s") or 0.0), label=(row.get("label") or "").strip(),
+            duration_s=duration, label=(row.get("label") or "").strip(),
             split=(row.get("split") or "test").strip(), events=ev,
             audio_sha256=(row.get("audio_sha256") or "").strip(),
             content_sha256=(row.get("content_sha256") or "").strip(),

@@ -32,6 +32,7 @@ from foleybench.hashing import content_sha256, sha256_file
 GENERATOR_VERSION = "1"          # bump whenever a renderer's output changes
 MANIFEST_VERSION = 2             # 2: audio_sha256 and content_sha256 columns
 CLASSES: tuple[str, ...] = tuple(SCENES)
+MIN_FRAMES = 8                   # shortest clip: scenes need a few frames to show an event
 NOISE_FLOOR = 3e-4               # RMS of the shared background noise (about -70 dBFS)
 
 
@@ -89,7 +90,7 @@ def render_clip(cls: str, seed: int, cfg: SynthConfig = SynthConfig()) -> SynthC
     rng = _rng(seed, CLASSES.index(cls) if cls in CLASSES else 0)
     dur = cfg.duration_s
     seconds = float(rng.uniform(*dur)) if isinstance(dur, (tuple, list)) else float(dur)
-    n_frames = max(8, int(round(seconds * cfg.fps)))
+    n_frames = max(MIN_FRAMES, int(round(seconds * cfg.fps)))
     frames, audio, events, label = SCENES[cls](rng, n_frames, cfg.size, cfg.fps, cfg.sample_rate)
     audio = audio + NOISE_FLOOR * rng.standard_normal(len(audio))   # no digital silence
     peak = np.abs(audio).max()

@@ -19,7 +19,6 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from foleybench import media
 from foleybench.api import FoleybenchError, InputError, ScoreContext
 from foleybench.metrics.embedders.base import TorchEmbedder
 
@@ -27,9 +26,11 @@ RESAMPLER_ID = "torchaudio-sinc"
 
 
 def _load_audio(path: str, rate: int, clip_seconds: float | None) -> np.ndarray:
-    """Decode ``path`` and preprocess it to mono float32 ``[N]`` at ``rate`` Hz."""
-    clip = media.read_audio(path)
-    return media.preprocess_audio(clip.samples, clip.sample_rate, rate, clip_seconds)
+    """Decode ``path`` and preprocess it to mono float32 ``[N]`` at ``rate`` Hz; a file far
+    longer than ``clip_seconds`` is not held whole (foleybench.media_long)."""
+    from foleybench.media_long import load_preprocessed
+
+    return load_preprocessed(path, rate, clip_seconds)
 
 
 class AudioEmbedder(TorchEmbedder):

@@ -52,10 +52,33 @@ class EnCodec(AudioEmbedder):
     frames_level = True
     min_seconds = HOP / SAMPLE_RATE  # one latent frame
 
+    # Inputs longer than this run the convolutions in chunks (memory bounded by the chunk,
+    # not the input: 10 minutes took 10.4 GB whole). Chunks start CONTEXT samples early and
+    # drop those outputs; the causal conv stack reaches back < 1000 samples, so each kept
+    # frame sees what it sees in one pass. The LSTM and last conv, at 75 Hz, run whole.
+    chunk_samples: int = 10 * SAMPLE_RATE   # multiple of HOP
+    CONTEXT = 10 * HOP
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, T, 128]`` continuous encoder latents."""
-        z = self.net.encoder(x[:, None, :])   # [B, 128, T]
+        if x.shape[-1] <= self.chunk_samples:
+            z = self.net.encoder(x[:, None, :])   # [B, 128, T]
+        else:
+            z = self._encode_chunked(x[:, None, :])
         return z.transpose(1, 2)
+
+    def _encode_chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder of ``x`` ``[B, 1, N]``, its strided conv stack chunk by chunk."""
+        layers = list(self.net.encoder.model)
+        cut = next(i for i, m in enumerate(layers) if type(m).__name__ == "SLSTM")
+        convs, rest = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
+        n, step, ctx = x.shape[-1], self.chunk_samples, self.CONTEXT
+        parts = []
+        for start in range(0, n, step):
+            lo = max(0, start - ctx)
+            y = convs(x[..., lo:min(n, start + step)])
+            parts.append(y[..., (start - lo) // HOP:])
+        return rest(torch.cat(parts, dim=-1))
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",

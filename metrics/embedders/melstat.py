@@ -43,8 +43,9 @@ class MelStat(Embedder):
         return f"{self.rate}Hz|{media.RESAMPLER}|mono|dc|frame={self.frame_s}s"
 
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
-        clip = media.read_audio(path)
-        wave = media.preprocess_audio(clip.samples, clip.sample_rate, self.rate, ctx.clip_seconds)
+        from foleybench.media_long import load_preprocessed
+
+        wave = load_preprocessed(path, self.rate, ctx.clip_seconds)
         if wave.size < int(self.frame_s * self.rate):
             raise InputError(path, f"audio shorter than one {self.frame_s} s frame")
         return wave

@@ -1,0 +1,68 @@
+"""Peak memory (RSS) of embedding one long prediction: it must not grow with input length.
+
+Writes a 10-minute 48 kHz stereo PCM16 wav (a model that ignored the requested length)
+and a protocol-length 8 s one, then embeds each through an audio embedder (proxy
+weights, cache off) in a fresh subprocess and reads that process's peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Run from the repository root:
+
+    .venv/bin/python benchmarks/perf_memory.py [EMBEDDER ...]   # default: encodec vggish melstat panns
+
+Goal (issue 15): under 2 GB for 10 minutes, and close to the 8 s figure. Not a test:
+it takes minutes on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CHILD = r"""
+import json, resource, sys, time
+from foleybench.api import ScoreContext
+from foleybench.cache import cached_apply
+from foleybench.metrics.embedders import get_embedder
+name, path = sys.argv[1], sys.argv[2]
+ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=1)
+emb = get_embedder(name, ctx)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.time()
+out = cached_apply(emb, [path], ctx, "embed")[0]
+shape = list(getattr(out, "shape", [])) or str(out)
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "before_mb": base / 1024, "seconds": round(time.time() - t0, 1), "shape": shape}))
+"""
+
+
+def _wav(path: Path, seconds: float, rate: int = 48000) -> str:
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(path), "w", rate, 2, "PCM_16") as f:
+        for _ in range(int(np.ceil(seconds / 10))):  # written in 10 s blocks: this script stays small too
+            f.write((0.1 * rng.standard_normal((10 * rate, 2))).astype(np.float32))
+    return str(path)
+
+
+def measure(name: str, path: str) -> dict:
+    """Peak RSS (MB) of a fresh process that builds ``name`` and embeds ``path``."""
+    r = subprocess.run([sys.executable, "-c", CHILD, name, path], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"rc {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(names: list[str]) -> int:
+    with tempfile.TemporaryDirectory() as d:
+        short, long = _wav(Path(d) / "short.wav", 8), _wav(Path(d) / "long.wav", 600)
+        for name in names:
+            a, b = measure(name, short), measure(name, long)
+            print(json.dumps({"embedder": name, "8s": a, "600s": b}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or ["encodec", "vggish", "melstat", "panns"]))

@@ -1,0 +1,135 @@
+"""Declared versus decodable length: catch half-broken media before they are scored.
+
+A file cut short (an interrupted copy, a crashed writer) often still opens: a wav
+whose RIFF header declares 1 s but holds 0.5 s of samples decodes to 0.5 s without an
+error, and an mp4 whose sample table (``moov``) declares 16 frames but whose ``mdat``
+was cut after 8 demuxes 8 (FFmpeg only logs "partial file"). Scoring such a file
+silently changes the score, so :func:`check_complete` compares what the header declares
+with what is actually there and raises :class:`~foleybench.api.InputError` naming the
+file and both lengths when the shortfall exceeds the tolerance (docs/PROTOCOL.md,
+"Declared vs decoded"): ``max(TOLERANCE_S, TOLERANCE_FRAC * declared)``.
+
+Only headers are parsed and packets demuxed (never decoded), so the check is cheap; its
+answer is remembered per (path, size, mtime) like file hashes (foleybench.hashing).
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import av
+import soundfile as sf
+
+from foleybench.api import InputError
+from foleybench.hashing import cached_by_stat
+
+TOLERANCE_S = 0.1        # one AAC frame at 16 kHz (0.064 s) and one video frame at 10 fps fit in it
+TOLERANCE_FRAC = 0.01    # and 1 % of the declared length on long files
+CHECK_VERSION = "1"      # part of the remembered answer's key: bump when the rule changes
+
+
+def tolerance_s(declared_s: float) -> float:
+    """The largest shortfall (seconds) accepted for a file declaring ``declared_s``."""
+    return max(TOLERANCE_S, TOLERANCE_FRAC * declared_s)
+
+
+def _short(path: str, what: str, declared_s: float, found_s: float) -> str | None:
+    if declared_s - found_s > tolerance_s(declared_s):
+        return (f"truncated: the header declares {declared_s:.3f} s of {what} but only {found_s:.3f} s "
+                f"is there (tolerance {tolerance_s(declared_s):.3f} s)")
+    return None
+
+
+def _wav_problem(p: Path) -> str | None:
+    """RIFF/WAVE: the ``data`` chunk's declared size against the bytes after it."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # RF64, W64...: libsndfile validates those itself
+        byte_rate = 0
+        while True:
+            ch = f.read(8)
+            if len(ch) < 8:
+                return None  # no data chunk: soundfile reports it on decode
+            cid, n = ch[:4], struct.unpack("<I", ch[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(n + (n & 1))
+                if len(fmt) >= 12:
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                continue
+            if cid == b"data":
+                if n in (0, 0xFFFFFFFF) or not byte_rate:
+                    return None  # streaming writers leave the size open: nothing is declared
+                there = size - f.tell()
+                return _short(str(p), "audio", n / byte_rate, min(n, there) / byte_rate)
+            f.seek(n + (n & 1), os.SEEK_CUR)
+
+
+def _flac_problem(p: Path) -> str | None:
+    """FLAC: STREAMINFO's total samples against the samples that decode."""
+    try:
+        with sf.SoundFile(str(p)) as f:
+            declared, sr = f.frames, f.samplerate
+            n = 0
+            for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                n += block.shape[0]
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise InputError(p, f"unreadable or corrupt audio file ({e})") from e
+    return _short(str(p), "audio", declared / sr, n / sr) if declared > 0 and sr else None
+
+
+def _container_problem(p: Path) -> str | None:
+    """mp4/mkv/...: each stream's declared duration against the packets that demux."""
+    try:
+        c = av.open(str(p))
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as e:
+        raise InputError(p, f"unreadable or corrupt container ({e})") from e
+    with c:
+        streams = [s for s in (c.streams.video[:1] + c.streams.audio[:1])]
+        declared: dict[int, float] = {}
+        for s in streams:
+            if s.duration and s.time_base:
+                declared[s.index] = float(s.duration * s.time_base)
+        if not declared:
+            return None
+        found = {s.index: 0.0 for s in streams}
+        start = {s.index: float((s.start_time or 0) * s.time_base) for s in streams}
+        try:
+            for pk in c.demux(streams):
+                if not pk.size or pk.pts is None or pk.is_discard:
+                    continue
+                end = float((pk.pts + (pk.duration or 0)) * pk.stream.time_base) - start[pk.stream.index]
+                found[pk.stream.index] = max(found[pk.stream.index], end)
+        except av.error.FFmpegError as e:
+            raise InputError(p, f"corrupt container ({e})") from e
+        for s in streams:
+            if s.index in declared:
+                what = "video" if s.type == "video" else "audio"
+                problem = _short(str(p), what, declared[s.index], found[s.index])
+                if problem:
+                    return problem
+    return None
+
+
+def _problem(path: str) -> str:
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".wav":
+        return _wav_problem(p) or ""
+    if suffix == ".flac":
+        return _flac_problem(p) or ""
+    if suffix in (".ogg", ".aiff", ".aif"):
+        return ""
+    return _container_problem(p) or ""
+
+
+def check_complete(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` when ``path`` declares more than it holds (module docstring)."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return  # missing and empty files are the readers' to report
+    problem = cached_by_stat(p, f"complete/{CHECK_VERSION}", lambda: _problem(str(p)))
+    if problem:
+        raise InputError(p, problem)
