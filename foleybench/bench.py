@@ -1,7 +1,8 @@
 """Benchmarks: a typed YAML spec per table (:mod:`foleybench.spec`), run end to end.
 
 ``benchmarks/*.yaml`` are discovered by name. A generate-and-score benchmark generates
-each model's media into ``runs/NAME/TASK/MODEL/media`` (resumable: finished clips are
+each model's media into ``runs/media/TASK/MODEL/KEY`` (:func:`media_dir`: shared by the
+benchmarks that ask for the same model on the same data; resumable: finished clips are
 skipped), scores them into ``runs/NAME/results`` and renders ``leaderboard/NAME.md``
 with a bar chart per task and ``leaderboard/NAME.json`` (the values the drift check
 compares, nested task -> model -> metric). An evaluate benchmark calls its ``evaluate``
@@ -113,7 +114,7 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
     out: dict[str, Any] = {}
     for task, tspec in spec.tasks.items():
         for model in tspec.models:
-            pred = runs / task / model / "media"
+            pred = media_dir(Path(runs_dir), task, model, manifest, ctx.seed, device)
             gen = generate(task, model, manifest, pred, seed=ctx.seed, device=device, progress=progress)
             doc = score(task, pred, manifest, tspec.metrics, ctx, metric_opts=tspec.metric_options,
                         extra={"benchmark": spec.name, "model": model, "stale_checkpoint": stale.get(model),
@@ -124,6 +125,20 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
             log.info("%s %s %s", spec.name, task, model)
     render(spec, runs, Path(leaderboard_dir))
     return out
+
+
+def media_dir(runs_root: Path, task: str, model: str, manifest: Manifest, seed: int, device: str) -> Path:
+    """Where a model's generated media for a dataset live, shared by every benchmark that
+    asks for the same thing: ``runs/media/TASK/MODEL/KEY`` with KEY a hash of the model
+    name, the dataset fingerprint, the seed, the device and the code digest (code, shipped
+    checkpoints, specs, pins). Two tables of one run reuse the generation; a changed
+    checkpoint or code never reuses stale media."""
+    import hashlib
+
+    from foleybench.results import code_digest
+
+    blob = "|".join([task, model, manifest.fingerprint(), str(seed), str(device), code_digest()])
+    return runs_root / "media" / task / model / hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_evaluation(spec: BenchSpec, runs: Path, runs_root: Path, out_dir: Path) -> dict[str, Any]:
