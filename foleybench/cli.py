@@ -93,6 +93,10 @@ def cmd_list(a: argparse.Namespace) -> int:
 
         weights._load_records()
         names = sorted(weights.WEIGHTS)
+    elif a.what == "scorers":
+        from foleybench.curate import scorer_names as names_of
+
+        names = names_of()
     else:
         reg = {"models": registry.MODELS, "metrics": registry.METRICS, "datasets": registry.DATASETS,
                "embedders": registry.EMBEDDERS}[a.what]
@@ -287,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered names, one per line")
-    p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights"])
+    p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights", "scorers"])
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'fd_*'")
     p.add_argument("-l", "--long", action="store_true", help="models: also task and where the weights come from")
     p.set_defaults(fn=cmd_list)
@@ -376,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_train)
+    from foleybench.curate import add_parser as add_curate  # the command lives in its own module
+    add_curate(sub)
     return ap
 
 
