@@ -45,7 +45,7 @@ def precision_recall(dropped: list[str], corrupted: list[str]) -> tuple[float | 
 def evaluate_curation(data_dir: str | Path, spec: Any = None) -> dict[str, Any]:
     from foleybench.api import ScoreContext
     from foleybench.baselines.mw_table1 import synth_class
-    from foleybench.curate import SCORERS, curate
+    from foleybench.curate import SCORERS, curate, get_scorer
     from foleybench.train import read_manifest
 
     if spec is None:
@@ -59,8 +59,9 @@ def evaluate_curation(data_dir: str | Path, spec: Any = None) -> dict[str, Any]:
     rows, real = [], {}
     for col in spec.columns:
         row: dict[str, Any] = {"scorer": col.key, "title": col.title}
+        scored = get_scorer(col.key)(bad, ctx)  # scored once, both rules applied to it
         for label, rule in (("top", "top:0.8"), ("default", SCORERS[col.key][2])):
-            rep = curate(bad, col.key, runs / f"{col.key}-{label}", rule, ctx)
+            rep = curate(bad, col.key, runs / f"{col.key}-{label}", rule, ctx, scored)
             p, r = precision_recall(rep["dropped"] + list(rep["excluded"]), corrupted)
             row[label] = {"rule": rep["keep"], "precision": p, "recall": r, "n_dropped": len(rep["dropped"]),
                           "n_excluded": len(rep["excluded"])}

@@ -102,13 +102,15 @@ class KeepRule:
 
 
 def curate(manifest: Any, scorer: str, out: str | Path, keep: str | None = None,
-           ctx: ScoreContext | None = None) -> dict[str, Any]:
-    """Score, select and write the curated folder; returns the report (also report.json)."""
+           ctx: ScoreContext | None = None, scored: tuple[dict, dict, dict] | None = None) -> dict[str, Any]:
+    """Score, select and write the curated folder; returns the report (also report.json).
+
+    scored: the scorer's output for this manifest when already computed (one scoring, several rules)."""
     from foleybench.datasets.base import Manifest
 
     fn = get_scorer(scorer)
     rule = KeepRule.parse(keep or SCORERS[scorer][2])
-    scores, excluded, prov = fn(manifest, ctx)
+    scores, excluded, prov = scored if scored is not None else fn(manifest, ctx)
     scores = {r.clip_id: float(scores[r.clip_id]) for r in manifest if r.clip_id in scores}  # manifest order
     kept, threshold = rule.select(scores)
     out = Path(out)

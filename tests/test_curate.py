@@ -77,3 +77,17 @@ def test_corruption_is_known_and_scored(manifest):
     assert corrupt(manifest, seed=0, fraction=0.34)[1] == ids
     assert precision_recall(["a", "b", "x"], ["a", "b"]) == (2 / 3, 1.0)
     assert precision_recall([], ["a"]) == (None, 0.0)
+
+
+def test_avc_scores_a_real_clip(shared_dir, tmp_path):
+    src = shared_dir / "data" / "realclips" / "difffoley_car.mp4"
+    if not src.is_file():
+        pytest.skip(f"{src} not present")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / src.name).symlink_to(src)
+    from foleybench.runner import open_reference
+
+    rep = cur.curate(open_reference(str(tmp_path / "clips")), "avc", tmp_path / "out", "above:0")
+    assert rep["kept"] == ["difffoley_car"] and 0.0 <= rep["scores"]["difffoley_car"] <= 1.0
+    assert rep["provenance"]["checkpoint_sha256"] == __import__(
+        "foleybench.baselines.correspondence", fromlist=["x"]).CHECKPOINT_SHA
