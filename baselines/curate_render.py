@@ -34,7 +34,9 @@ def render_markdown(result: dict[str, Any], spec: BenchSpec, png_name: str | Non
                      else f"excluded: {v['excluded'].get(c, '?')}" for v in result["real"].values()]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines += ["", "Rules: " + "; ".join(f"{s}: `{v['rule']}`" for s, v in result["real"].items())
-                  + ". Real clips are not in the goldens (the folder may be absent)."]
+                  + ". Real clips are not in the goldens (the folder may be absent). AV-Align is not run on "
+                  "them here (optical flow over 10 s of 720p costs ~2 CPU minutes): `foleybench curate --data "
+                  "../shared/data/realclips --scorer av_align --out DIR`."]
     if png_name:
         lines += ["", f"![scores per scorer]({png_name})"]
     return "\n".join(lines)
