@@ -26,13 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from foleybench.api import AudioOutput, V2ARequest, VideoToAudio, check_outputs
+from foleybench.baselines.likelihood import mw_likelihood_scorer as likelihood_scorer  # retrieval hook
 from foleybench.baselines.mulaw import gumbel_noise, mulaw_decode, sample_classes
 from foleybench.baselines.mw_configs import FAMILIES, MWConfig, config_tags, get_config, recipe_config
 from foleybench.baselines.mw_train import MWTrainer, loss_fn
 from foleybench.baselines.video_context import context_windows, pad_context, prepare_frames
 from foleybench.family import CheckpointRecord, Family, register_family
 
-__all__ = ["FAMILIES", "MWConfig", "get_config", "loss_fn", "build_net", "generate_audio", "MWModel"]
+__all__ = ["FAMILIES", "MWConfig", "get_config", "loss_fn", "build_net", "generate_audio", "MWModel",
+           "likelihood_scorer"]
 
 # Bump when a change alters what training produces or what a checkpoint means; it is
 # part of the recipe hash, so shipped checkpoints then show up as stale.

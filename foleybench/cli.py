@@ -51,6 +51,10 @@ def cmd_list(a: argparse.Namespace) -> int:
 
         weights._load_records()
         names = sorted(weights.WEIGHTS)
+    elif a.what == "scorers":
+        from foleybench.curate import scorer_names as names_of
+
+        names = names_of()
     else:
         reg = {"models": registry.MODELS, "metrics": registry.METRICS, "datasets": registry.DATASETS,
                "embedders": registry.EMBEDDERS}[a.what]

@@ -106,7 +106,8 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered names, one per line")
-    p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights"])
+    p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights",
+                                            "scorers"])
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'fd_*'")
     p.add_argument("-l", "--long", action="store_true", help="models: also task and where the weights come from")
     p.set_defaults(fn=cmds.cmd_list)
@@ -196,6 +197,9 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmds.cmd_train)
+    from foleybench.curate import add_parser as add_curate  # the command lives in its own module
+
+    add_curate(sub)
     return ap
 
 
