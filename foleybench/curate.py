@@ -54,13 +54,19 @@ def _own_pairs(manifest: Any) -> list[Any]:
                      label=r.label) for r in manifest]
 
 
+def _values(metric: Any) -> dict[str, float]:
+    """{clip id: value} of a per-clip-mean metric (metrics/base.py PerClipMean)."""
+    ids, values = metric.per_clip()
+    return dict(zip(ids, values.tolist()))
+
+
 def score_ib(manifest: Any, ctx: ScoreContext | None = None) -> tuple[dict[str, float], dict[str, str], dict]:
     """ImageBind score of each clip's own audio and video (metrics.ib_score, per clip)."""
     from foleybench.metrics.ib_score import IBScore
 
     m = IBScore(ctx or ScoreContext(proxy=True), n_boot=0)
     excluded = dict(m.update(_own_pairs(manifest)))
-    return dict(m.per_clip), excluded, {"scorer": "ib_score", "unit": "cosine x 100", **m.provenance()}
+    return _values(m), excluded, {"scorer": "ib_score", "unit": "cosine x 100", **m.provenance()}
 
 
 def score_av_align(manifest: Any, ctx: ScoreContext | None = None) -> tuple[dict[str, float], dict[str, str], dict]:
@@ -69,7 +75,7 @@ def score_av_align(manifest: Any, ctx: ScoreContext | None = None) -> tuple[dict
 
     m = AVAlign(ctx)
     excluded = dict(m.update(_own_pairs(manifest)))
-    return dict(m.scores), excluded, {"scorer": "av_align", "unit": "[0, 1]", "metric": m.name,
+    return _values(m), excluded, {"scorer": "av_align", "unit": "[0, 1]", "metric": m.name,
                                       "version": m.version}
 
 

@@ -91,3 +91,16 @@ def test_avc_scores_a_real_clip(shared_dir, tmp_path):
     assert rep["kept"] == ["difffoley_car"] and 0.0 <= rep["scores"]["difffoley_car"] <= 1.0
     assert rep["provenance"]["checkpoint_sha256"] == __import__(
         "foleybench.baselines.correspondence", fromlist=["x"]).CHECKPOINT_SHA
+
+
+@pytest.mark.parametrize("scorer", ["av_align", "ib_score"])
+def test_untrained_scorers_score_each_clip_through_the_metric(scorer, tmp_path):
+    """The scorers that reuse metric classes (no faking): one value per clip id, sorted."""
+    from foleybench.api import ScoreContext
+    from foleybench.datasets.synthfoley import SynthConfig, generate
+
+    m = generate(tmp_path / "s", 3, seed=2, cfg=SynthConfig(duration_s=2.0))
+    values, excluded, meta = cur.get_scorer(scorer)(m, ScoreContext(proxy=True))
+    assert meta["scorer"] == scorer
+    assert sorted(values) == sorted(set(m.ids()) - set(excluded)) and values
+    assert all(isinstance(v, float) for v in values.values())
