@@ -92,12 +92,15 @@ def prepare_dataset(spec: BenchSpec, runs_root: Path, split: str | None = "spec"
 def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: str | Path = "leaderboard",
                   device: str = "cpu", data: str | None = None, progress: bool = True,
                   cache_dir: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Run benchmark ``name``; returns ``{"TASK/MODEL": results document}`` of what was
+    generated and scored (empty for an evaluate benchmark and a table not run here)."""
     from foleybench.runner import generate, score
 
     spec = load_spec(name).with_root(data)
     runs = Path(runs_dir) / spec.name
     if spec.kind == "evaluate":
-        return run_evaluation(spec, runs, Path(runs_dir), Path(leaderboard_dir))
+        run_evaluation(spec, runs, Path(runs_dir), Path(leaderboard_dir))
+        return {}  # no generated media to summarise: its document is runs/NAME/results/evaluation.json
     if spec.dataset.name != "synthfoley" and not spec.dataset.root:
         # Real-data tables cannot run without the clips: show the published rows alone,
         # and say so, rather than fail the whole `make bench`.
