@@ -139,11 +139,11 @@ def test_reader_reads_the_shipped_family_checkpoints(path: Path) -> None:
     ck = W.read_checkpoint(path)
     sd = W.state_dict_of(ck, str(path))
     assert sd and all(isinstance(v, torch.Tensor) for v in sd.values()) and sd.keys() == ck["state_dict"].keys()
-    assert isinstance(ck["config"], dict) and all(isinstance(x, float) for x in ck["losses"])
     from foleybench import family
 
     records = {r.file for f in family.families() for r in f.checkpoints.values()}
     if path.name in records:  # a model family's checkpoint, written by the training driver
+        assert isinstance(ck["config"], dict) and all(isinstance(x, float) for x in ck["losses"])
         assert isinstance(ck["model"], str) and isinstance(ck["recipe_hash"], str)
     with zipfile.ZipFile(path) as z:  # nothing in the file needs more than the allowlist
         assert not [n for n in z.namelist() if n.endswith("/code/")]
