@@ -26,7 +26,7 @@ def render_markdown(result: dict[str, Any], spec: BenchSpec, png_name: str | Non
               "= recall); the second block is each scorer's own default rule. Goal for the trained scorer "
               "(avc): precision and recall at least 0.9."]
     if result.get("real"):
-        lines += ["", f"### Real clips ({result['real_dir']}): own audio vs own video", "",
+        lines += ["", f"### Real clips (../shared/data/{Path(result['real_dir']).name}): own audio vs own video", "",
                   "| clip | " + " | ".join(result["real"]) + " |", "|" + "---|" * (1 + len(result["real"]))]
         ids = sorted({c for v in result["real"].values() for c in list(v["scores"]) + list(v["excluded"])})
         for c in ids:
