@@ -24,21 +24,36 @@ LEAN_ABOVE_S = 60.0  # whole files longer than this are mixed to mono block by b
 
 
 def _mono_blocks(p: Path) -> tuple[np.ndarray, int]:
-    """The whole file as mono float32 ``[N]``, mixed block by block: the same numbers as
-    ``to_mono(read_audio(p).samples)`` without the [C, N] array and its copies."""
-    parts = []
+    """The whole file as mono float32 ``[N]``, mixed block by block into one preallocated
+    array: the same numbers as ``to_mono(read_audio(p).samples)`` without the [C, N] array,
+    a list of blocks and their concatenation."""
     try:
         with sf.SoundFile(str(p)) as f:
-            sr = f.samplerate
+            sr, frames = f.samplerate, f.frames
+            mono = np.empty(frames, np.float32)
+            at = 0
             for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
-                parts.append(media.to_mono(media.check_audio(block.T, p))[0])
+                m = media.to_mono(media.check_audio(block.T, p))[0]
+                if at + m.shape[0] > frames:  # a header that declares fewer frames than decode
+                    mono = np.concatenate([mono[:at], np.empty(at + m.shape[0] - frames, np.float32)])
+                    frames = mono.shape[0]
+                mono[at:at + m.shape[0]] = m
+                at += m.shape[0]
     except (sf.LibsndfileError, RuntimeError) as e:
         from foleybench.api import InputError
 
         raise InputError(p, f"unreadable or corrupt audio file ({e})") from e
-    if not parts:
+    if at == 0:
         media.check_audio(np.zeros((1, 0), np.float32), p)  # raises: zero-length audio
-    return np.concatenate(parts), int(sr)
+    return mono[:at], int(sr)
+
+
+def _lean_preprocess(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """``media.preprocess_audio(mono[None], sr, rate, None)`` for a long mono array, the same
+    operations in place: the DC is subtracted from ``mono`` itself (the same float64 mean as
+    ``media.remove_dc``) and the resampler runs block by block (``media.resample``)."""
+    mono -= mono.mean(dtype=np.float64).astype(np.float32)
+    return np.ascontiguousarray(media.resample(mono[None], sr, rate)[0], dtype=np.float32)
 
 
 def load_preprocessed(path: str, rate: int, clip_seconds: float | None) -> np.ndarray:
@@ -51,7 +66,7 @@ def load_preprocessed(path: str, rate: int, clip_seconds: float | None) -> np.nd
     long_file = info is not None and info.frames > LEAN_ABOVE_S * info.samplerate
     if clip_seconds is None and long_file:
         mono, sr = _mono_blocks(p)
-        return media.preprocess_audio(mono[None], sr, rate, None)
+        return _lean_preprocess(mono, sr, rate)
     if clip_seconds is None or info is None or info.frames <= (clip_seconds + MARGIN_S) * info.samplerate:
         clip = media.read_audio(path)
         return media.preprocess_audio(clip.samples, clip.sample_rate, rate, clip_seconds)

@@ -6,11 +6,27 @@ The results JSON holds the same facts (``pairing``, each metric's ``excluded``,
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 
+GROUP_AT = 3  # this many clips with the same reason share one line
+
+
 def _lines(head: str, items: Iterable[tuple[str, str]]) -> list[str]:
-    return [f"  {head} {cid}" + (f": {why}" if why else "") for cid, why in items]
+    """One line per clip, except that clips sharing a reason (GROUP_AT or more: a whole set
+    of silent predictions, say) share one line that still names every id."""
+    by_why: dict[str, list[str]] = {}
+    for cid, why in items:  # a reason naming the clip's file ("dir/ID.wav") groups as "dir/{id}.wav"
+        key = re.sub(rf"(?<![\w-]){re.escape(cid)}(?=\.\w+\b)", "{id}", why) if cid else why
+        by_why.setdefault(key, []).append(cid)
+    out = []
+    for why, ids in by_why.items():
+        if len(ids) >= GROUP_AT:
+            out.append(f"  {head} ({len(ids)} clips)" + (f": {why}" if why else "") + f": {', '.join(ids)}")
+        else:
+            out += [f"  {head} {cid}" + (f": {why.replace('{id}', cid)}" if why else "") for cid in ids]
+    return out
 
 
 def score_summary(doc: dict[str, Any], title: str | None = None) -> str:

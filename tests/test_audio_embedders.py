@@ -233,3 +233,19 @@ def test_clap_strict_load_of_full_clapmodel_file(monkeypatch: pytest.MonkeyPatch
     save_file(sd, str(path))
     with pytest.raises(W.StrictLoadError, match="1 missing keys"):
         clap.build(mode="pretrained", checkpoint=str(path))
+
+
+def test_panns_long_input_chunks_are_bit_identical(monkeypatch) -> None:
+    """A long input runs the front end and conv stack chunk by chunk (bounded memory); the
+    embedding and logits must equal the one-pass result to float32 rounding."""
+    emb = panns.build(mode="proxy", seed=0)
+    x = (0.2 * np.random.default_rng(4).standard_normal(16000 * 9 + 77)).astype(np.float32)
+    whole_e, whole_l = emb.embed_inputs([x])[0], emb.logits_inputs([x])[0]
+    monkeypatch.setattr(panns.Cnn14, "CHUNK_FRAMES", 32 * 8)  # 9 s = 900 frames: 4 chunks
+    calls = []
+    real = panns.Cnn14._frames
+    monkeypatch.setattr(panns.Cnn14, "_frames", lambda self, z: calls.append(z.shape[2]) or real(self, z))
+    chunk_e, chunk_l = emb.embed_inputs([x])[0], emb.logits_inputs([x])[0]
+    assert len(calls) == 2 * 4 and max(calls) <= 32 * 8 + 2 * panns.Cnn14.CONTEXT
+    for a, b in ((chunk_e, whole_e), (chunk_l, whole_l)):
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()

@@ -135,12 +135,47 @@ class Cnn14(nn.Module):
         self.spectrogram_extractor.stft.fill()
         self.logmel_extractor.fill()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.logmel_extractor(self.spectrogram_extractor(x))      # [B, 1, T, 64]
-        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)                # BN over mel bins
+    # Inputs longer than CHUNK_FRAMES STFT frames run the spectrogram and conv stack chunk
+    # by chunk (memory bounded by the chunk: 10 minutes took 3.9 GB whole). Chunks start
+    # on a multiple of the stack's pooling factor (32 frames) and carry CONTEXT frames on
+    # each side, which covers the conv stack's reach (two 3x3 convs per block at strides
+    # 1..32: 2 * (1 + 2 + ... + 32) = 126 frames), so every kept pooled frame sees the
+    # inputs it sees in one pass; only the time pooling then runs on the whole sequence.
+    CHUNK_FRAMES = 32 * 64
+    CONTEXT = 128
+    POOL = 32
+
+    def _frames(self, logmel: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, T, 64]`` log-mel -> per-frame features ``[B, 2048, T // 32]``."""
+        x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)            # BN over mel bins
         for i in range(6):
             x = getattr(self, f"conv_block{i + 1}")(x, 2 if i < 5 else 1)
-        x = x.mean(dim=3)                                              # over mel -> [B, 2048, T']
+        return x.mean(dim=3)                                           # over mel
+
+    def _frames_chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk."""
+        padded = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")  # global centring
+        n_stft = x.shape[-1] // HOP + 1
+        n_out = n_stft // self.POOL
+        parts = []
+        for a in range(0, n_out, self.CHUNK_FRAMES // self.POOL):
+            b = min(n_out, a + self.CHUNK_FRAMES // self.POOL)
+            s = max(0, a * self.POOL - self.CONTEXT)
+            e = min(n_stft, b * self.POOL + self.CONTEXT)
+            seg = padded[..., s * HOP:(e - 1) * HOP + N_FFT]             # exactly STFT frames s..e-1
+            st = self.spectrogram_extractor.stft
+            re, im = st.conv_real(seg), st.conv_imag(seg)
+            spec = (re ** 2 + im ** 2).transpose(1, 2)[:, None]
+            y = self._frames(self.logmel_extractor(spec))
+            lo = (a * self.POOL - s) // self.POOL
+            parts.append(y[..., lo:lo + (b - a)])
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[-1] // HOP + 1 > self.CHUNK_FRAMES + 2 * self.CONTEXT:
+            x = self._frames_chunked(x)
+        else:
+            x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)))  # [B, 2048, T']
         x = x.max(dim=2).values + x.mean(dim=2)                        # over time
         emb = F.relu(self.fc1(x))
         return emb, self.fc_audioset(emb)
