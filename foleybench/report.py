@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-
 GROUP_AT = 3  # this many clips with the same reason share one line
 
 
