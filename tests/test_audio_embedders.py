@@ -235,7 +235,7 @@ def test_clap_strict_load_of_full_clapmodel_file(monkeypatch: pytest.MonkeyPatch
         clap.build(mode="pretrained", checkpoint=str(path))
 
 
-def test_panns_long_input_chunks_are_bit_identical(monkeypatch) -> None:
+def test_panns_long_input_chunks_match_one_pass(monkeypatch) -> None:
     """A long input runs the front end and conv stack chunk by chunk (bounded memory); the
     embedding and logits must equal the one-pass result to float32 rounding."""
     emb = panns.build(mode="proxy", seed=0)
@@ -249,3 +249,22 @@ def test_panns_long_input_chunks_are_bit_identical(monkeypatch) -> None:
     assert len(calls) == 2 * 4 and max(calls) <= 32 * 8 + 2 * panns.Cnn14.CONTEXT
     for a, b in ((chunk_e, whole_e), (chunk_l, whole_l)):
         assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+
+
+def test_encodec_long_input_chunks_match_one_pass(monkeypatch) -> None:
+    """Long inputs run EnCodec's conv stack in context-padded chunks and its LSTM and final
+    conv in time chunks with the LSTM state carried: the latents must equal one pass."""
+    emb = encodec.build(mode="proxy", seed=0)
+    x = torch.from_numpy((0.2 * np.random.default_rng(6).standard_normal((1, 24000 * 3 + 50))).astype(np.float32))
+    with torch.inference_mode():
+        whole = emb.net.encoder(x[:, None, :]).transpose(1, 2)
+        monkeypatch.setattr(encodec.EnCodec, "chunk_samples", 320 * 60)
+        monkeypatch.setattr(encodec.EnCodec, "LATENT_CHUNK", 40)  # 226 frames: 6 LSTM chunks
+        steps = []
+        lstm = emb.net.encoder.model[13].lstm
+        hook = lstm.register_forward_hook(lambda mod, inp, out: steps.append(inp[0].shape[0]))
+        chunked = emb._embed(x)
+        hook.remove()
+    assert steps == [40] * 5 + [26]
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max() <= 1e-5 * whole.abs().max()

@@ -408,3 +408,20 @@ def test_blockwise_resample_is_bit_identical(monkeypatch, rates: tuple[int, int]
     blocks = m.resample(x, *rates)
     assert blocks.shape == whole.shape
     assert np.abs(blocks - whole).max() <= 1e-6 * np.abs(whole).max()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_read_video_pick_selects_the_same_frames(tmp_path: Path, backend: str) -> None:
+    """``pick`` decodes (decord) or keeps (PyAV) only the chosen frames of the span: the
+    same frames as selecting from the whole span afterwards."""
+    path = m.write_mp4(tmp_path / "p.mp4", smooth_frames(30, 32, 32), 10, noise(1, 3 * 16000), 16000)
+    whole = m.read_video(path, start_s=0.5, duration_s=2.0, backend=backend)
+    seen = []
+
+    def pick(n: int, fps: float) -> np.ndarray:
+        seen.append((n, fps))
+        return np.array([0, 7, 19])
+
+    picked = m.read_video(path, start_s=0.5, duration_s=2.0, backend=backend, pick=pick)
+    assert seen == [(len(whole.frames), whole.fps)]
+    assert np.array_equal(picked.frames, whole.frames[[0, 7, 19]])

@@ -66,9 +66,9 @@ class CLIPEmbedder(VideoEmbedder):
 
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> float32 ``[F, 3, 224, 224]`` normalised frames (F = n_frames, fewer if the clip is shorter)."""
-        clip = read_frames(path, duration_s=ctx.clip_seconds)
-        idx = vp.sample_uniform(len(clip.frames), self.n_frames)
-        x = vp.frames_to_tensor(clip.frames[idx])
+        clip = read_frames(path, duration_s=ctx.clip_seconds,
+                           pick=lambda n, fps: vp.sample_uniform(n, self.n_frames))
+        x = vp.frames_to_tensor(clip.frames)
         x = vp.center_crop(vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8"), 224)
         return vp.normalize(x, vp.CLIP_MEAN, vp.CLIP_STD).numpy()
 

@@ -78,7 +78,34 @@ class EnCodec(AudioEmbedder):
             lo = max(0, start - ctx)
             y = convs(x[..., lo:min(n, start + step)])
             parts.append(y[..., (start - lo) // HOP:])
-        return rest(torch.cat(parts, dim=-1))
+        return self._rest_chunked(rest, torch.cat(parts, dim=-1))
+
+    LATENT_CHUNK = 750   # latent frames (10 s) per LSTM / final-conv step
+    TAIL_CONTEXT = 16    # > the final causal conv's reach (kernel 7)
+
+    def _rest_chunked(self, rest: nn.Sequential, z: torch.Tensor) -> torch.Tensor:
+        """``rest(z)`` (SLSTM, ELU, final causal conv) over ``z`` ``[B, 512, T]`` in time
+        chunks: the LSTM carries its (h, c) state from chunk to chunk (the same recurrence as
+        one pass; run whole, its input projections for all T steps cost ~4x the input), and
+        the final conv sees TAIL_CONTEXT frames of the previous chunk, whose outputs are
+        dropped. Equal to ``rest(z)`` to float32 rounding."""
+        slstm, tail = rest[0], nn.Sequential(*list(rest)[1:])
+        t_all, step = z.shape[-1], self.LATENT_CHUNK
+        if type(slstm).__name__ != "SLSTM" or t_all <= step:
+            return rest(z)
+        state, prev, out = None, None, []
+        for s in range(0, t_all, step):
+            seg = z[..., s:s + step].permute(2, 0, 1)            # [t, B, C]
+            y, state = slstm.lstm(seg, state)
+            if slstm.skip:
+                y = y + seg
+            y = y.permute(1, 2, 0)                              # [B, C, t]
+            if prev is None:
+                out.append(tail(y))
+            else:
+                out.append(tail(torch.cat([prev, y], dim=-1))[..., prev.shape[-1]:])
+            prev = y[..., -self.TAIL_CONTEXT:]
+        return torch.cat(out, dim=-1)
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",

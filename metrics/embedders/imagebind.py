@@ -109,15 +109,16 @@ class ImageBind(VideoEmbedder):
     # ---------------------------------------------------------------- video side
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> float32 ``[S, 3, 2, 224, 224]`` clips of one video (see module docstring)."""
-        clip = read_frames(path, duration_s=ctx.clip_seconds)
-        n, fps = len(clip.frames), clip.fps
-        dur = ctx.clip_seconds if ctx.clip_seconds is not None else n / fps
-        if n / fps < dur - 1.0 / fps:
-            raise InputError(path, f"video is {n / fps:.2f} s, shorter than the {dur} s clip length")
-        idx = vp.sample_at_rate(n, fps, VIDEO_FPS, dur)
-        if len(idx) == 0:
-            raise InputError(path, f"video shorter than one frame at {VIDEO_FPS} fps ({dur:.2f} s)")
-        return video_clips(clip.frames[idx]).numpy()
+        def pick(n: int, fps: float) -> np.ndarray:  # only the sampled frames are decoded and held
+            dur = ctx.clip_seconds if ctx.clip_seconds is not None else n / fps
+            if n / fps < dur - 1.0 / fps:
+                raise InputError(path, f"video is {n / fps:.2f} s, shorter than the {dur} s clip length")
+            idx = vp.sample_at_rate(n, fps, VIDEO_FPS, dur)
+            if len(idx) == 0:
+                raise InputError(path, f"video shorter than one frame at {VIDEO_FPS} fps ({dur:.2f} s)")
+            return idx
+
+        return video_clips(read_frames(path, duration_s=ctx.clip_seconds, pick=pick).frames).numpy()
 
     def _apply(self, fn: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         res: list[np.ndarray | None] = [None] * len(inputs)

@@ -21,10 +21,12 @@ from foleybench.weights import is_torchscript_archive  # noqa: F401  (re-export 
 
 
 def read_frames(path: str, *, start_s: float = 0.0, duration_s: float | None = None,
-                max_frames: int | None = None) -> media.VideoClip:
-    """Decode a clip via :func:`foleybench.media.read_video` (InputError on bad files)."""
+                max_frames: int | None = None,
+                pick: Callable[[int, float], np.ndarray] | None = None) -> media.VideoClip:
+    """Decode a clip via :func:`foleybench.media.read_video` (InputError on bad files);
+    ``pick(n, fps)`` selects frames of the span without holding the others."""
     try:
-        return media.read_video(path, start_s=start_s, duration_s=duration_s, max_frames=max_frames)
+        return media.read_video(path, start_s=start_s, duration_s=duration_s, max_frames=max_frames, pick=pick)
     except InputError:
         raise
     except Exception as exc:  # a decoder error must name the file
