@@ -26,6 +26,9 @@ def score_summary(doc: dict[str, Any], title: str | None = None) -> str:
     out += _lines("invalid prediction", p.get("invalid_pred", {}).items())
     out += _lines("unpaired prediction", ((c, "no reference clip with this id") for c in p.get("unpaired_pred", [])))
     out += _lines("missing prediction", ((c, "") for c in p.get("missing_pred", [])))
+    out += _lines("excluded by length", p.get("excluded_length", {}).items())
+    if p.get("pred_pattern"):  # without a pattern, unmatched files are the unpaired predictions above
+        out += _lines("unmatched file", p.get("unmatched_files", {}).items())
     out += _lines("warning", p.get("warnings", {}).items())
     for name, r in metrics.items():
         out += _lines(f"{name}: excluded", ((str(c), str(w)) for c, w in r.get("excluded", [])))
