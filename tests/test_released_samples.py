@@ -228,3 +228,37 @@ def test_default_names_unchanged_and_hint_for_other_media(released, tmp_path):
     """Without --pred-pattern nothing new is matched; a folder of mp4s gets a hint, not a guess."""
     with pytest.raises(InputError, match=r"--pred-pattern '\{id\}.mp4'"):
         _score(released, None)
+
+
+def test_clipsim_clipscore_variant_is_labelled_and_rescales_each_frame(released, monkeypatch):
+    """Issue 13 item 5: ``clipsim_clipscore`` = mean over frames of 2.5 * max(cos, 0)."""
+    from foleybench.api import ClipPair
+    from foleybench.leaderboard import footer
+    from foleybench.metrics import clipsim
+    from foleybench.metrics.embedders import clip
+    from foleybench.registry import METRICS
+
+    proxy = clip.build("proxy", seed=0)
+    monkeypatch.setattr(clipsim, "get_embedder", lambda name, ctx, **kw: proxy)
+    recs = list(open_reference(released["ref"]))
+    pairs = [ClipPair(r.clip_id, "v2a", ref_video=r.video, label=r.label) for r in recs]
+    entry = METRICS.entry("clipsim_clipscore")
+    raw, scaled = clipsim.CLIPSim(ScoreContext(proxy=True)), entry.load()(ctx=ScoreContext(proxy=True), **entry.kwargs)
+    assert raw.update(pairs) == []
+    scaled.rows = dict(raw.rows)  # the same frame embeddings (embedding twice costs CPU time, not coverage)
+    vr, vs = raw.compute(), scaled.compute()
+    text = dict(zip(sorted({r.label for r in recs}), proxy.embed_text(sorted({r.label for r in recs}))))
+    expected = {}
+    for cid, (label, img) in scaled.rows.items():
+        cos = (img @ text[label]) / (np.linalg.norm(img, axis=1) * np.linalg.norm(text[label]))
+        expected[cid] = float(np.mean(2.5 * np.maximum(cos, 0)))
+        assert vr.extras["per_clip"][cid] == pytest.approx(float(np.mean(cos)), abs=1e-6)
+    assert vs.extras["per_clip"] == pytest.approx(expected, abs=1e-6)
+    assert vs.value == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+    assert scaled.name == "clipsim_clipscore" and vs.extras["scale"] == "clipscore" and vr.extras["scale"] == "cosine"
+    assert "hypothesis" in scaled.provenance()["value"] and "raw cosine" in raw.provenance()["value"]
+    doc = {"model": "m", "dataset": {"name": "d", "fingerprint": "0" * 16}, "pairing": {"n_scored_pairs": 4},
+           "metrics": {"clipsim_clipscore": {"provenance": scaled.provenance()}}}
+    assert "CLIPScore's scale" in footer([doc]) and "hypothesis" in footer([doc])
+    with pytest.raises(ValueError, match="scale must be one of"):
+        clipsim.CLIPSim(ScoreContext(proxy=True), scale="x100")
