@@ -21,6 +21,10 @@ def score_summary(doc: dict[str, Any], title: str | None = None) -> str:
     n_ref = doc.get("dataset", {}).get("n_clips")
     head = f"foleybench: summary{' ' + title if title else ''}: {p.get('n_scored_pairs', 0)} clip(s) scored"
     head += f" of {n_ref} reference clip(s)" if n_ref is not None else ""
+    if p.get("pred_pattern"):
+        head += (f" from {p.get('n_files_scored', 0)} file(s) (samples per clip {p.get('samples_per_clip', {})}; "
+                 f"{p.get('n_files_unmatched', 0)} unmatched, {p.get('n_cut', 0)} cut, "
+                 f"{p.get('n_excluded_length', 0)} too short)")
     out = [head]
     out += _lines("excluded reference", p.get("excluded_ref", {}).items())
     out += _lines("invalid prediction", p.get("invalid_pred", {}).items())

@@ -262,3 +262,24 @@ def test_clipsim_clipscore_variant_is_labelled_and_rescales_each_frame(released,
     assert "CLIPScore's scale" in footer([doc]) and "hypothesis" in footer([doc])
     with pytest.raises(ValueError, match="scale must be one of"):
         clipsim.CLIPSim(ScoreContext(proxy=True), scale="x100")
+
+
+def test_a2v_samples_and_length_by_frames(released, tmp_path):
+    """A2V: two video samples per clip in a folder per clip; one with 0.5 s of frames is
+    excluded by the length rule (frames over fps), the others averaged per clip."""
+    recs = list(open_reference(released["ref"]))
+    pred = tmp_path / "a2v"
+    for i, rec in enumerate(recs[:2]):
+        frames = media.read_video(rec.video).frames
+        write_mp4(pred / rec.clip_id / "0.mp4", frames, 16)
+        write_mp4(pred / rec.clip_id / "1.mp4", frames[:8] if i == 1 else frames[::-1].copy(), 16)
+    d = score("a2v", pred, open_reference(released["ref"]), ["av_align"], _ctx(released["root"]),
+              pred_pattern="{id}/{k}.mp4")
+    p = d["pairing"]
+    assert p["n_files_matched"] == 4 and p["n_files_unmatched"] == 0
+    assert list(p["excluded_length"]) == [f"{recs[1].clip_id}#1"] and "0.500 s" in p["excluded_length"][f"{recs[1].clip_id}#1"]
+    assert p["samples_per_clip"] == {"1": 1, "2": 1} and p["n_averaged"] == 2 and p["n_cut"] == 0
+    r = d["metrics"]["av_align"]
+    ps = r["extras"]["per_sample"]
+    assert set(ps[recs[0].clip_id]) == {"0", "1"} and set(ps[recs[1].clip_id]) == {"0"}
+    assert r["extras"]["per_clip"][recs[0].clip_id] == pytest.approx(np.mean(list(ps[recs[0].clip_id].values())))
