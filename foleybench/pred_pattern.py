@@ -132,7 +132,7 @@ def _scan(folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return media, [r for r, _ in other]
 
 
-def _add(out: Matches, f: PredFile, claimed: dict[tuple[str, str | None], list[PredFile]]) -> None:
+def _add(f: PredFile, claimed: dict[tuple[str, str | None], list[PredFile]]) -> None:
     claimed.setdefault((f.clip_id, f.sample), []).append(f)
 
 
@@ -171,7 +171,7 @@ def match_template(folder: Path, tpl: Template, ref_ids: set[str]) -> Matches:
             out.unmatched[rel] = f"does not fit --pred-pattern {tpl.text!r}"
             continue
         cid, sample = readings[0]
-        _add(out, PredFile(p, rel, cid, sample), claimed)
+        _add(PredFile(p, rel, cid, sample), claimed)
     return _finish(out, claimed)
 
 
@@ -191,8 +191,7 @@ def match_csv(folder: Path, csv_path: Path) -> Matches:
                          f"it has {cols or 'none'}")
     media, other = _scan(folder)
     out, claimed = Matches(ignored=[r for r in other if (folder / r).resolve() != csv_path.resolve()]), {}
-    listed: dict[Path, str] = {}
-    counters: dict[str, int] = {}
+    rows_of: dict[Path, list[tuple[str, Path, str, str | None, str]]] = {}  # resolved file -> its usable rows
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         name, cid, sample = row.get("file", ""), normalize_id(row.get("clip_id", "")), row.get("sample") or None
         where = f"{csv_path.name}:{line}"
@@ -207,16 +206,20 @@ def match_csv(folder: Path, csv_path: Path) -> Matches:
         if not p.is_file():
             out.unmatched[rel] = f"listed in {where} but not found"
             continue
-        if p.resolve() in listed:
-            out.unmatched[rel] = f"listed twice ({listed[p.resolve()]} and {where})"
+        rows_of.setdefault(p.resolve(), []).append((rel, p, cid, sample, where))
+    counters: dict[str, int] = {}
+    for file_rows in rows_of.values():
+        if len(file_rows) > 1:  # one file, several rows: which one is meant cannot be known
+            out.unmatched[file_rows[0][0]] = f"listed {len(file_rows)} times ({', '.join(r[4] for r in file_rows)})"
             continue
-        listed[p.resolve()] = where
+        rel, p, cid, sample, _ = file_rows[0]
         if sample is None:
             sample = str(counters.get(cid, 0))
             counters[cid] = counters.get(cid, 0) + 1
         elif sample.isdigit():
             sample = str(int(sample))
-        _add(out, PredFile(p, rel, cid, sample), claimed)
+        _add(PredFile(p, rel, cid, sample), claimed)
+    listed = set(rows_of)
     for rel, p in media:
         if p.resolve() not in listed and rel not in out.unmatched:
             out.unmatched[rel] = f"not listed in {csv_path.name}"

@@ -230,38 +230,50 @@ def test_default_names_unchanged_and_hint_for_other_media(released, tmp_path):
         _score(released, None)
 
 
-def test_clipsim_clipscore_variant_is_labelled_and_rescales_each_frame(released, monkeypatch):
-    """Issue 13 item 5: ``clipsim_clipscore`` = mean over frames of 2.5 * max(cos, 0)."""
-    from foleybench.api import ClipPair
+def test_clipsim_clipscore_variant_is_labelled_and_rescales_each_frame(monkeypatch):
+    """Issue 13 item 5: ``clipsim_clipscore`` = mean over frames of 2.5 * max(cos, 0). A stub
+    stands in for CLIP (the metric conformance tests run the variant with the proxy CLIP);
+    its frames are drawn so that some cosines are negative and the clamp matters."""
     from foleybench.leaderboard import footer
     from foleybench.metrics import clipsim
-    from foleybench.metrics.embedders import clip
     from foleybench.registry import METRICS
 
-    proxy = clip.build("proxy", seed=0)
-    monkeypatch.setattr(clipsim, "get_embedder", lambda name, ctx, **kw: proxy)
-    recs = list(open_reference(released["ref"]))
-    pairs = [ClipPair(r.clip_id, "v2a", ref_video=r.video, label=r.label) for r in recs]
+    rng = np.random.default_rng(0)
+    text = {"dog": rng.normal(size=16), "rain": rng.normal(size=16)}
+
+    class Stub:
+        def embed_text(self, prompts):
+            return [text[p] for p in prompts]
+
+        def provenance(self):
+            return {"embedder": "stub", "weights": "none"}
+
+    monkeypatch.setattr(clipsim, "get_embedder", lambda name, ctx, **kw: Stub())
+    rows = {f"c{i}": (lab, rng.normal(size=(8, 16)).astype(np.float32)) for i, lab in enumerate(["dog", "rain", "dog"])}
     entry = METRICS.entry("clipsim_clipscore")
-    raw, scaled = clipsim.CLIPSim(ScoreContext(proxy=True)), entry.load()(ctx=ScoreContext(proxy=True), **entry.kwargs)
-    assert raw.update(pairs) == []
-    scaled.rows = dict(raw.rows)  # the same frame embeddings (embedding twice costs CPU time, not coverage)
+    raw, scaled = clipsim.CLIPSim(ScoreContext()), entry.load()(ctx=ScoreContext(), **entry.kwargs)
+    raw.rows, scaled.rows = dict(rows), dict(rows)
     vr, vs = raw.compute(), scaled.compute()
-    text = dict(zip(sorted({r.label for r in recs}), proxy.embed_text(sorted({r.label for r in recs}))))
     expected = {}
-    for cid, (label, img) in scaled.rows.items():
-        cos = (img @ text[label]) / (np.linalg.norm(img, axis=1) * np.linalg.norm(text[label]))
+    negative = 0
+    for cid, (label, img) in rows.items():
+        img64, t = img.astype(np.float64), text[label]
+        cos = (img64 @ t) / (np.linalg.norm(img64, axis=1) * np.linalg.norm(t))
+        negative += int((cos < 0).sum())
         expected[cid] = float(np.mean(2.5 * np.maximum(cos, 0)))
-        assert vr.extras["per_clip"][cid] == pytest.approx(float(np.mean(cos)), abs=1e-6)
-    assert vs.extras["per_clip"] == pytest.approx(expected, abs=1e-6)
-    assert vs.value == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+        assert vr.extras["per_clip"][cid] == pytest.approx(float(np.mean(cos)), abs=1e-9)
+    assert negative > 0
+    assert vs.extras["per_clip"] == pytest.approx(expected, abs=1e-9)
+    assert vs.value == pytest.approx(np.mean(list(expected.values())), abs=1e-9)
     assert scaled.name == "clipsim_clipscore" and vs.extras["scale"] == "clipscore" and vr.extras["scale"] == "cosine"
     assert "hypothesis" in scaled.provenance()["value"] and "raw cosine" in raw.provenance()["value"]
-    doc = {"model": "m", "dataset": {"name": "d", "fingerprint": "0" * 16}, "pairing": {"n_scored_pairs": 4},
+    doc = {"model": "m", "dataset": {"name": "d", "fingerprint": "0" * 16}, "pairing": {"n_scored_pairs": 3},
            "metrics": {"clipsim_clipscore": {"provenance": scaled.provenance()}}}
     assert "CLIPScore's scale" in footer([doc]) and "hypothesis" in footer([doc])
+    doc["metrics"] = {"clipsim": {"provenance": raw.provenance()}}
+    assert "CLIPScore" not in footer([doc])
     with pytest.raises(ValueError, match="scale must be one of"):
-        clipsim.CLIPSim(ScoreContext(proxy=True), scale="x100")
+        clipsim.CLIPSim(ScoreContext(), scale="x100")
 
 
 def test_a2v_samples_and_length_by_frames(released, tmp_path):
@@ -283,3 +295,61 @@ def test_a2v_samples_and_length_by_frames(released, tmp_path):
     ps = r["extras"]["per_sample"]
     assert set(ps[recs[0].clip_id]) == {"0", "1"} and set(ps[recs[1].clip_id]) == {"0"}
     assert r["extras"]["per_clip"][recs[0].clip_id] == pytest.approx(np.mean(list(ps[recs[0].clip_id].values())))
+
+
+def test_inception_score_takes_every_sample_as_one_item(monkeypatch):
+    """IS over samples: each generated file is one item, in (clip id, sample) order; the
+    same as the functional IS over those logits stacked in that order."""
+    from foleybench import samples
+    from foleybench.api import ClipPair
+    from foleybench.metrics import inception_score as ism
+    from foleybench.metrics.functional.inception import inception_score
+
+    class Stub:
+        kind, name = "audio", "stub"
+
+        def provenance(self):
+            return {"embedder": "stub", "weights": "none"}
+
+    def logits(path: str) -> np.ndarray:
+        seed = int.from_bytes(path.encode(), "little") % (2**32)
+        return np.random.default_rng(seed).normal(0, 2, 7).astype(np.float32)
+
+    monkeypatch.setattr(ism, "get_embedder", lambda name, ctx, **kw: Stub())
+    monkeypatch.setattr(ism, "logits_files", lambda emb, paths, ctx: [logits(p) for p in paths])
+    pairs = [ClipPair(f"c{i}", "v2a", pred_audio=f"c{i}_{k}.wav", ref_audio=f"r{i}.wav", sample=str(k))
+             for i in range(6) for k in range(2 if i % 3 else 1)]  # c0, c3: one sample; others two
+    make = lambda: ism.InceptionScore(ScoreContext(), embedder="stub", n_splits=4, seed=7)  # noqa: E731
+    _, value, excluded, block = samples.score_samples(make, pairs, "is_stub", samples.rule_of(ism.InceptionScore, "x"))
+    order = sorted(pairs, key=lambda p: (p.clip_id, int(p.sample)))
+    mean, std = inception_score(np.stack([logits(p.pred_audio) for p in order]), 4, 7)
+    assert excluded == [] and value.n == len(pairs) == 10
+    assert value.value == pytest.approx(mean, rel=1e-12) and value.extras["std"] == pytest.approx(std, rel=1e-12)
+    assert block["rule"] == "pooled_items" and block["samples_per_clip"] == {"1": 2, "2": 4}
+
+
+def test_mapping_rows_that_cannot_be_used_are_listed(tmp_path):
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
+        write_wav(tmp_path / name, np.zeros((1, 160), np.float32), SR)
+    (tmp_path / "map.csv").write_text("file,clip_id\na.wav,x\nb.wav,x\nc.wav,y\ngone.wav,z\na.wav,w\n,q\n")
+    m, rule = match(tmp_path, str(tmp_path / "map.csv"), "v2a", {"x", "y"})
+    assert rule.startswith("mapping ")
+    # a.wav is listed for two clips: left out, never one picked; x keeps b.wav, its only file
+    assert [(f.rel, f.sample) for f in m.files["x"]] == [("b.wav", None)]
+    assert [(f.rel, f.sample) for f in m.files["y"]] == [("c.wav", None)]
+    assert m.unmatched == {"gone.wav": "listed in map.csv:5 but not found", "a.wav": "listed 2 times (map.csv:2, map.csv:6)",
+                           "map.csv:7": "row without a file or a clip_id", "d.wav": "not listed in map.csv"}
+    assert "map.csv" not in m.ignored
+    (tmp_path / "map2.csv").write_text("file,clip_id\na.wav,x\nb.wav,x\nc.wav,x\n")
+    m, _ = match(tmp_path, str(tmp_path / "map2.csv"), "v2a", {"x"})
+    assert [(f.rel, f.sample) for f in m.files["x"]] == [("a.wav", "0"), ("b.wav", "1"), ("c.wav", "2")]  # row order
+
+
+def test_a_path_that_reads_two_ways_is_settled_by_the_reference_ids(tmp_path):
+    t = Template("{id}0{k}.wav", "v2a")
+    assert t.parses("a0102.wav") == [("a", "102"), ("a01", "2")]
+    write_wav(tmp_path / "a0102.wav", np.zeros((1, 160), np.float32), SR)
+    m, _ = match(tmp_path, "{id}0{k}.wav", "v2a", {"a"})
+    assert [(f.clip_id, f.sample) for f in m.files["a"]] == [("a", "102")]
+    m, _ = match(tmp_path, "{id}0{k}.wav", "v2a", {"a", "a01"})
+    assert m.files == {} and "reads two ways" in m.unmatched["a0102.wav"]
