@@ -170,6 +170,7 @@ class ClipPair:
     ref_audio: str | None = None
     ref_video: str | None = None
     label: str = ""
+    sample: str | None = None  # sample label when a clip has several predictions (--pred-pattern {k})
 
     @property
     def video(self) -> str | None:

@@ -132,11 +132,15 @@ def cmd_score(a: argparse.Namespace) -> int:
     ctx = _ctx(a)
     manifest = open_reference(a.ref, a.dataset, a.split)
     doc = score(a.task, a.pred, manifest, names, ctx, extra={"model": a.model_name or Path(a.pred).name},
-                metric_opts=parse_opts(a.opt, names))
+                metric_opts=parse_opts(a.opt, names), pred_pattern=a.pred_pattern)
     write_json(a.out, doc)
     p = doc["pairing"]
     print(f"scored {p['n_scored_pairs']} clips ({len(p['missing_pred'])} without prediction, "
           f"{len(p['unpaired_pred'])} predictions without reference, {len(p['invalid_pred'])} invalid)")
+    if a.pred_pattern is not None:
+        print(f"  files: {p['n_files_matched']} matched, {p['n_files_unmatched']} unmatched, {p['n_files_scored']} "
+              f"scored; samples per clip {p['samples_per_clip']}, {p['n_averaged']} averaged; "
+              f"length: {p['n_cut']} cut, {p['n_excluded_length']} too short")
     for name, r in doc["metrics"].items():
         ci = f" [{r['ci'][0]:.4g}, {r['ci'][1]:.4g}]" if r.get("ci") else ""
         val = "—" if r["value"] is None else f"{r['value']:.6g}"

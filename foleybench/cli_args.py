@@ -139,7 +139,14 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a folder of generated files against a reference set")
     p.add_argument("--task", choices=["v2a", "a2v"], required=True)
-    p.add_argument("--pred", required=True, help="V2A: DIR/{clip_id}.wav; A2V: DIR/{clip_id}.mp4")
+    p.add_argument("--pred", required=True, help="V2A: DIR/{clip_id}.wav|.flac; A2V: DIR/{clip_id}.mp4 "
+                   "(other names: --pred-pattern)")
+    p.add_argument("--pred-pattern", metavar="TEMPLATE|MAP.csv",
+                   help="how prediction files are named, explicitly: a template with {id} (clip id) and "
+                        "optionally {k} (sample index), e.g. '{id}.mp4' (V2A: the mp4's audio track), "
+                        "'{id}_{k}.flac', '{id}/{k}.wav'; or a CSV with columns file,clip_id[,sample]. "
+                        "Several samples per clip are scored each against the reference, then combined "
+                        "(docs/PROTOCOL.md); every file that does not match is listed in the results")
     p.add_argument("--ref", required=True, help="reference folder (manifest.csv or media files) or manifest")
     p.add_argument("--dataset", choices=["vggsound"], help="read --ref as a VGGSound clip folder")
     p.add_argument("--split", default=None)

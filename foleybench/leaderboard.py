@@ -112,6 +112,10 @@ def footer(docs: Sequence[dict[str, Any]]) -> str:
     if custom:
         parts.append(f"{CUSTOM_MARK} custom checkpoint: " + "; ".join(f"{e} sha256 `{h[:16]}…`" for e, h in custom)
                      + ", not the published weights. Such scores are not comparable to published numbers.")
+    if any(m.get("provenance", {}).get("scale") == "clipscore" for x in docs for m in x["metrics"].values()):
+        parts.append("clipsim_clipscore is CLIPSIM on CLIPScore's scale, 2.5 x max(cos, 0) per frame (Hessel et al. "
+                     "2021), not the raw cosine; that published CLIPSIM values (TempoTokens) are on this scale is a "
+                     "hypothesis (docs/PROTOCOL.md).")
     stale = sorted({(x["model"], x["stale_checkpoint"]) for x in docs if x.get("stale_checkpoint")})
     if stale:
         parts.append(f"{STALE_MARK} stale checkpoint (used as shipped; `make train` retrains it): "

@@ -133,3 +133,26 @@ def check_complete(path: str | os.PathLike) -> None:
     problem = cached_by_stat(p, f"complete/{CHECK_VERSION}", lambda: _problem(str(p)))
     if problem:
         raise InputError(p, problem)
+
+
+# ------------------------------------------------------------------ protocol length
+def protocol_length(pred_s: float, clip_seconds: float | None, ref_s: float | None,
+                    step_s: float = 0.0) -> tuple[str, str | None]:
+    """The length rule for a prediction of ``pred_s`` seconds (docs/PROTOCOL.md, "Released
+    samples"): ``("cut", None)`` when it is longer than the protocol length ``clip_seconds``
+    (the embedders cut it), ``("short", reason)`` when it is shorter than required, else
+    ``("ok", None)``. Required: ``min(clip_seconds, ref_s)`` (a prediction need not be
+    longer than the clip it is compared with), less :func:`tolerance_s` of it. Without
+    ``clip_seconds`` there is no protocol length: every prediction is scored whole.
+    ``step_s``: one sample or frame; a length within half a step of ``clip_seconds`` is not cut.
+    """
+    if clip_seconds is None:
+        return "ok", None
+    need = clip_seconds if ref_s is None or ref_s <= 0 else min(clip_seconds, ref_s)
+    if need - pred_s > tolerance_s(need):
+        whose = "the protocol length" if need == clip_seconds else "the reference clip's length"
+        return "short", (f"too short: {pred_s:.3f} s, {whose} is {need:.3f} s (tolerance {tolerance_s(need):.3f} s); "
+                         "excluded, never padded")
+    if pred_s > clip_seconds + step_s / 2:
+        return "cut", None
+    return "ok", None

@@ -99,6 +99,8 @@ METRICS.add("kl_panns", f"{_M}.kl:KLMetric", {"embedder": "panns"}, modality="au
 METRICS.add("is_panns", f"{_M}.inception_score:InceptionScore", {"embedder": "panns"}, modality="audio")
 METRICS.add("fvd", f"{_M}.fvd:FVD", modality="video")
 METRICS.add("clipsim", f"{_M}.clipsim:CLIPSim", modality="video")
+# CLIPScore's scale (2.5 x max(cos, 0)): a hypothesis about TempoTokens' published CLIPSIM (docs/PROTOCOL.md)
+METRICS.add("clipsim_clipscore", f"{_M}.clipsim:CLIPSim", {"scale": "clipscore"}, modality="video")
 METRICS.add("is_c3d", f"{_M}.inception_score:VideoInceptionScore", {"embedder": "c3d"}, modality="video")
 METRICS.add("ib_score", f"{_M}.ib_score:IBScore", modality="cross")
 

@@ -36,11 +36,18 @@ def score_summary(doc: dict[str, Any], title: str | None = None) -> str:
     n_ref = doc.get("dataset", {}).get("n_clips")
     head = f"foleybench: summary{' ' + title if title else ''}: {p.get('n_scored_pairs', 0)} clip(s) scored"
     head += f" of {n_ref} reference clip(s)" if n_ref is not None else ""
+    if p.get("pred_pattern"):
+        head += (f" from {p.get('n_files_scored', 0)} file(s) (samples per clip {p.get('samples_per_clip', {})}; "
+                 f"{p.get('n_files_unmatched', 0)} unmatched, {p.get('n_cut', 0)} cut, "
+                 f"{p.get('n_excluded_length', 0)} too short)")
     out = [head]
     out += _lines("excluded reference", p.get("excluded_ref", {}).items())
     out += _lines("invalid prediction", p.get("invalid_pred", {}).items())
     out += _lines("unpaired prediction", ((c, "no reference clip with this id") for c in p.get("unpaired_pred", [])))
     out += _lines("missing prediction", ((c, "") for c in p.get("missing_pred", [])))
+    out += _lines("excluded by length", p.get("excluded_length", {}).items())
+    if p.get("pred_pattern"):  # without a pattern, unmatched files are the unpaired predictions above
+        out += _lines("unmatched file", p.get("unmatched_files", {}).items())
     out += _lines("warning", p.get("warnings", {}).items())
     for name, r in metrics.items():
         out += _lines(f"{name}: excluded", ((str(c), str(w)) for c, w in r.get("excluded", [])))

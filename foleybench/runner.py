@@ -9,6 +9,7 @@ One broken clip is reported and excluded; the run goes on.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from foleybench import media
+from foleybench import media, samples
 from foleybench.api import (
     A2VRequest,
     FoleybenchError,
@@ -27,7 +28,7 @@ from foleybench.api import (
     check_outputs,
 )
 from foleybench.datasets.base import ClipRecord, Manifest
-from foleybench.pairing import PRED_EXT, pair_clips, validate, verify_hashes  # noqa: F401 (re-exported)
+from foleybench.pairing import PRED_EXT, check_pairs, pair_clips, sample_counts, validate, verify_hashes  # noqa: F401 (re-exported)
 from foleybench.registry import METRICS, MODELS, load_plugins
 from foleybench.results import provenance_block, write_json
 
@@ -151,11 +152,13 @@ def _generate_batch(model: Any, reqs: list[Any], model_name: str,
 # ------------------------------------------------------------------------------ scoring
 def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Sequence[str],
           ctx: ScoreContext, extra: dict[str, Any] | None = None,
-          metric_opts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+          metric_opts: dict[str, dict[str, Any]] | None = None, pred_pattern: str | None = None) -> dict[str, Any]:
     """Score predictions against ``manifest``; returns the results document.
 
     metric_opts: per-metric constructor options (e.g. ``{"fd_panns": {"n_boot": 100}}``),
-    recorded in the results under each metric's ``options``.
+    recorded in the results under each metric's ``options``. pred_pattern: explicit file
+    names (``--pred-pattern``: a template such as ``{id}_{k}.flac`` or a CSV mapping),
+    possibly several samples per clip, combined per foleybench.samples.
     """
     from foleybench import cache
     from foleybench.options import check_metric_options
@@ -169,20 +172,29 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
                        check_metric_options(metric_names, metric_opts, task)))
     cache.take_repairs()                                 # count this run's repairs only
     manifest = verify_hashes(manifest)
-    pairs, pairing = pair_clips(task, pred_dir, manifest)
-    pairs, invalid, warnings, invalid_ref = validate(pairs)
-    pairing["invalid_pred"].update(invalid)
-    pairing["excluded_ref"].update(invalid_ref)
-    pairing.update({"warnings": warnings, "n_scored_pairs": len(pairs)})
+    pairs, pairing = pair_clips(task, pred_dir, manifest, pred_pattern)
+    checked = check_pairs(pairs, ctx.clip_seconds, {r.clip_id: r.duration_s for r in manifest if r.duration_s})
+    pairs = checked.good
+    pairing["invalid_pred"].update(checked.invalid)
+    pairing["excluded_ref"].update(checked.invalid_ref)
+    pairing.update({"warnings": checked.warnings, **sample_counts(pairs, checked, ctx.clip_seconds)})
+    multi = samples.is_multi(pairs)
+    rules = {entry.name: samples.rule_of(cls, entry.name) for entry, cls in classes} if multi else {}
     results: dict[str, Any] = {}
     for entry, cls in classes:
         t0 = time.time()
         opts = metric_opts.get(entry.name, {})
-        metric = cls(ctx=ctx, **{**entry.kwargs, **opts})
-        excluded = []
-        for start in _progress(range(0, len(pairs), 64), (len(pairs) + 63) // 64, entry.name, ctx.progress):
-            excluded += metric.update(pairs[start:start + 64])
-        value = metric.compute()
+        sample_block = None
+        if multi:  # several samples per clip: one instance per sample label, combined by rule
+            metric, value, excluded, sample_block = samples.score_samples(
+                functools.partial(cls, ctx=ctx, **{**entry.kwargs, **opts}), pairs, entry.name, rules[entry.name],
+                (lambda it, n, desc: _progress(it, n, desc, ctx.progress)), ctx.seed)
+        else:
+            metric = cls(ctx=ctx, **{**entry.kwargs, **opts})
+            excluded = []
+            for start in _progress(range(0, len(pairs), 64), (len(pairs) + 63) // 64, entry.name, ctx.progress):
+                excluded += metric.update(pairs[start:start + 64])
+            value = metric.compute()
         if value.value is not None and not math.isfinite(value.value):
             # A metric bug must show as a missing value with its reason, never as NaN.
             value.extras["reason"] = f"non-finite result {value.value!r}"
@@ -193,12 +205,15 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
             "proxy": prov.get("weights") == "proxy", "custom": prov.get("weights") == "custom", "provenance": prov,
             "excluded": [list(e) for e in excluded], "options": opts, "seconds": round(time.time() - t0, 3),
         }
+        if sample_block is not None:
+            results[entry.name]["samples"] = sample_block
     doc = {
         "task": task, "pred_dir": str(Path(pred_dir).resolve()),
         "dataset": {"name": manifest.name, "root": str(manifest.root), "fingerprint": manifest.fingerprint(),
                     "n_clips": len(manifest)},
         "protocol": {"clip_seconds": ctx.clip_seconds, "resampler": media.RESAMPLER, "seed": ctx.seed,
-                     "device": ctx.device, "amp": ctx.amp, "pairing": "explicit clip id (file stem)"},
+                     "device": ctx.device, "amp": ctx.amp, "pairing": ("explicit clip id (file stem)" if pred_pattern is None
+                                 else f"explicit --pred-pattern {pairing['pred_pattern']}")},
         "pairing": pairing, "metrics": results, "cache": _cache_block(cache.take_repairs()),
         **(extra or {}), **provenance_block(),
     }

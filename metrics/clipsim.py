@@ -7,6 +7,13 @@ named variant. Frames: ``n_frames`` (8) spread uniformly over the clip. The valu
 raw cosine (TempoTokens' 0.47-0.70 are not raw cosines), mean over clips of the per-clip
 frame means; 95% bootstrap interval over clips.
 
+Scale (``scale``): ``"cosine"`` (default, METRICS.md) or ``"clipscore"``, CLIPScore's
+rescaling (Hessel et al. 2021, "CLIPScore: A Reference-free Evaluation Metric for Image
+Captioning": ``2.5 * max(cos, 0)`` per image-text pair), applied to each frame before the
+frame mean; registered as ``clipsim_clipscore``. That TempoTokens' published CLIPSIM is on
+this scale is a hypothesis (their values fall in its range; their code is not public),
+not a fact: docs/PROTOCOL.md, "CLIPSIM".
+
 State (keyed by clip id, metrics/base.py): each clip's label and CLIP frame embeddings.
 The label prompts are embedded at compute, all together in sorted order, so a clip's
 value does not depend on which labels shared its batch.
@@ -23,9 +30,17 @@ from foleybench.metrics.base import Excluded, PerClipMean
 from foleybench.metrics.embedders import get_embedder
 from foleybench.metrics.functional.similarity import rows_cosine
 
+CLIPSCORE_W = 2.5  # Hessel et al. 2021: CLIP-S(c, v) = w * max(cos(c, v), 0), w = 2.5
+SCALES = {
+    "cosine": "raw cosine, mean over frames then clips",
+    "clipscore": "CLIPScore scale: 2.5 x max(cos, 0) per frame (Hessel et al. 2021), mean over frames then "
+                 "clips; a hypothesis about TempoTokens' published scale, not their code",
+}
+
 
 class CLIPSim(PerClipMean):
-    """Mean over clips of the mean over frames of cos(image, label text); higher is better.
+    """Mean over clips of the mean over frames of cos(image, label text) (or its CLIPScore
+    rescaling, ``scale="clipscore"``); higher is better.
 
     Row per clip: (label, float32 ``[F, 512]`` frame embeddings); at compute, the
     (cosine mean, F) of each clip.
@@ -37,11 +52,15 @@ class CLIPSim(PerClipMean):
     tasks = ("v2a", "a2v")
 
     def __init__(self, ctx: ScoreContext | None = None, prompt: str = "{label}", n_frames: int = 8,
-                 n_boot: int = 1000):
+                 n_boot: int = 1000, scale: str = "cosine"):
         if "{label}" not in prompt:
             raise ValueError("prompt must contain '{label}'")
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {sorted(SCALES)}, not {scale!r}")
         super().__init__(ctx)
-        self.prompt, self.n_frames, self.n_boot = prompt, n_frames, n_boot
+        self.prompt, self.n_frames, self.n_boot, self.scale = prompt, n_frames, n_boot, scale
+        if scale != "cosine":
+            self.name = f"clipsim_{scale}"
         self.embedder = get_embedder("clip", self.ctx, n_frames=n_frames)
         self._text: dict[str, np.ndarray] = {}  # label -> text embedding [512], set by compute
 
@@ -69,7 +88,10 @@ class CLIPSim(PerClipMean):
 
     def clip_value(self, row: Any) -> float:
         label, img = row
-        return float(rows_cosine(img, self._text[label]).mean())
+        cos = rows_cosine(img, self._text[label])
+        if self.scale == "clipscore":
+            cos = CLIPSCORE_W * np.maximum(cos, 0.0)
+        return float(cos.mean())
 
     def extras(self, ids: list[str], values: np.ndarray) -> dict[str, Any]:
         n_frames = sum(len(self.rows[i][1]) for i in ids)
@@ -77,7 +99,7 @@ class CLIPSim(PerClipMean):
                 **self.protocol()}
 
     def protocol(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "value": "raw cosine, mean over frames then clips",
+        return {"prompt": self.prompt, "scale": self.scale, "value": SCALES[self.scale],
                 "frame_sampling": f"{self.n_frames} frames uniform over the clip", "ci": "bootstrap 95% over clips"}
 
     def provenance(self) -> dict[str, Any]:
