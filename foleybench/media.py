@@ -17,9 +17,9 @@ Container notes (measured on the realclips set):
 from __future__ import annotations
 
 import os
-from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
