@@ -16,11 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from foleybench.api import ClipPair, InputError, ScoreContext
+from foleybench.api import ClipPair, FoleybenchError, InputError, ScoreContext
 from foleybench.cache import cached_apply
 from foleybench.metrics.base import Excluded, PerClipMean
 from foleybench.metrics.embedders import get_embedder
 from foleybench.metrics.embedders.synchformer import OFFSETS, WINDOW_S, TooShort
+from foleybench.metrics.embedders.synchformer_net import CONFIGS
 
 PROTOCOL = {
     "windows": f"first and last {WINDOW_S:g} s (14 segments of 0.64 s, hop 0.32 s) of each stream",
@@ -39,10 +40,14 @@ class DeSync(PerClipMean):
     higher_is_better = False
     tasks = ("v2a", "a2v")
 
-    def __init__(self, ctx: ScoreContext | None = None, n_boot: int = 1000):
+    def __init__(self, ctx: ScoreContext | None = None, n_boot: int = 1000, proxy_config: str = "small"):
+        """``proxy_config``: the network a proxy run uses ("small" by default, "full" for the
+        full-size architecture with random weights; ignored when the checkpoint is present)."""
+        if proxy_config not in CONFIGS:
+            raise FoleybenchError(f"desync: proxy_config must be one of {sorted(CONFIGS)}, not {proxy_config!r}")
         super().__init__(ctx)
         self.n_boot = n_boot
-        self.embedder = get_embedder("synchformer", self.ctx)
+        self.embedder = get_embedder("synchformer", self.ctx, proxy_config=proxy_config)
 
     def clip_value(self, row: Any) -> float:
         return float(row[0])
