@@ -12,7 +12,7 @@ or replaced. Preprocessing: metrics/embedders/synchformer.py.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class DeSync(PerClipMean):
     version = "1"
     higher_is_better = False
     tasks = ("v2a", "a2v")
+    min_clip_s: ClassVar[float] = WINDOW_S  # shorter clips are excluded (too_short)
 
     def __init__(self, ctx: ScoreContext | None = None, n_boot: int = 1000, proxy_config: str = "small"):
         """``proxy_config``: the network a proxy run uses ("small" by default, "full" for the
