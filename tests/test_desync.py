@@ -160,6 +160,15 @@ def test_wrong_checkpoint_fails_strictly(tmp_path: Path) -> None:
     assert str(path) in str(exc.value) and "missing keys" in str(exc.value)
 
 
+def test_proxy_offsets_depend_on_input() -> None:
+    """A proxy that predicted one offset for every input could not tell clips apart."""
+    e = S.build(mode="proxy")
+    rng = np.random.default_rng(0)
+    offs = {tuple(e.offsets(rng.standard_normal((2, 14, 8, e.dim)).astype(np.float32),
+                            rng.standard_normal((2, 14, 6, e.dim)).astype(np.float32))) for _ in range(16)}
+    assert len(offs) > 1
+
+
 def test_proxy_is_seeded() -> None:
     a, b, c = S.build(mode="proxy", seed=0), S.build(mode="proxy", seed=0), S.build(mode="proxy", seed=1)
     assert a.checkpoint_sha256 == b.checkpoint_sha256 != c.checkpoint_sha256

@@ -395,22 +395,28 @@ class Synchformer(nn.Module):
         return self.transformer(v, a)
 
     def proxy_init(self) -> None:
-        """Upstream-style random init for proxy weights: truncated normal (std 0.02) for
-        Linear weights and learned tokens/positions, zero biases, unit LayerNorms; convs
-        keep torch's default (upstream zeroes the 3D patch conv, which would make a random
-        video tower blind)."""
+        """Random weights for a proxy: He-normal (fan-in) Linear/conv weights and attention
+        projections, zero biases, unit LayerNorms, learned tokens and positions N(0, 0.02^2),
+        and the fusion transformer's OFF/MOD tokens and positions N(0, 1) as upstream
+        initialises them. Why not upstream's std-0.02 Linear init: with it a random network
+        predicts the same offset for every input (the OFF token's output barely depends on
+        the other tokens), so a proxy DeSync could not tell any two clips apart; He-normal
+        weights (the repo's proxy habit, weights.he_normal_init) make it input-dependent."""
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.MultiheadAttention):
-                nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+                nn.init.kaiming_normal_(m.in_proj_weight, nonlinearity="relu")
                 nn.init.zeros_(m.in_proj_bias)
         for name, p in self.named_parameters():
             if name.rsplit(".", 1)[-1] in ("cls_token", "distillation_token", "pos_embed", "temp_embed",
-                                           "position_embeddings", "pos_emb", "OFF_tok", "MOD_tok"):
+                                           "position_embeddings"):
                 nn.init.trunc_normal_(p, std=0.02)
+        t = self.transformer
+        for p in (t.OFF_tok, t.MOD_tok, t.pos_emb_cfg.pos_emb):
+            nn.init.normal_(p)
