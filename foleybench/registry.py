@@ -103,10 +103,12 @@ METRICS.add("clipsim", f"{_M}.clipsim:CLIPSim", modality="video")
 METRICS.add("clipsim_clipscore", f"{_M}.clipsim:CLIPSim", {"scale": "clipscore"}, modality="video")
 METRICS.add("is_c3d", f"{_M}.inception_score:VideoInceptionScore", {"embedder": "c3d"}, modality="video")
 METRICS.add("ib_score", f"{_M}.ib_score:IBScore", modality="cross")
+METRICS.add("desync", f"{_M}.desync:DeSync", modality="cross")
 
 # Embedders. Each module exposes ``build(mode="pretrained"|"proxy", checkpoint=None,
 # device="cpu", seed=0) -> Embedder``.
-for _emb in ["melstat", "vggish", "panns", "clap", "encodec", "i3d", "c3d", "clip", "imagebind"]:
+for _emb in ["melstat", "vggish", "panns", "clap", "encodec", "i3d", "c3d", "clip", "imagebind",
+             "synchformer"]:
     EMBEDDERS.add(_emb, f"{_M}.embedders.{_emb}:build")
 
 # Datasets.
