@@ -2,7 +2,7 @@
 
 The engine is torch.distributed as launched by ``torchrun``, ``srun`` or submitit: the
 rank, world size and local rank come from the environment (``RANK``/``WORLD_SIZE``/
-``LOCAL_RANK``, or Slurm's ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``); with
+``LOCAL_RANK``, or srun's ``SLURM_PROCID``/``SLURM_STEP_NUM_TASKS``/``SLURM_LOCALID``); with
 neither, the run is one process. Nothing here schedules anything.
 
 - **Shard rule** (:func:`shard_of`): a clip belongs to shard
@@ -83,8 +83,10 @@ def _int_env(*names: str) -> int | None:
 
 
 def env_from_environ() -> DistEnv:
-    """Rank, world size and local rank from torchrun's or Slurm's variables (one process when absent)."""
-    world = _int_env("WORLD_SIZE", "SLURM_NTASKS") or 1
+    """Rank, world size and local rank from torchrun's or srun's variables (one process when absent)."""
+    # SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: the latter is also set in the batch script
+    # itself, where a plain `foleybench score` is one process, not rank 0 of many.
+    world = _int_env("WORLD_SIZE", "SLURM_STEP_NUM_TASKS") or 1
     rank = _int_env("RANK", "SLURM_PROCID") or 0
     local = _int_env("LOCAL_RANK", "SLURM_LOCALID") or 0
     if world < 1 or not 0 <= rank < world:

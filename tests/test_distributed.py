@@ -32,7 +32,7 @@ COMPARED = ("value", "ci", "n", "excluded", "extras", "provenance", "proxy", "op
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID",
                         "FOLEYBENCH_TEST_SIGKILL")}
     env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra})
     return env
@@ -99,11 +99,14 @@ def test_shard_rule_is_a_partition_by_clip_id() -> None:
 
 
 def test_environment_and_shard_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"):
         monkeypatch.delenv(k, raising=False)
     assert distributed.env_from_environ() == distributed.DistEnv(0, 1, 0)
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # set in a batch script too: not a step of 4 ranks
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert distributed.env_from_environ() == distributed.DistEnv(0, 1, 0)
     monkeypatch.setenv("SLURM_PROCID", "3")
-    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
     monkeypatch.setenv("SLURM_LOCALID", "1")
     assert distributed.env_from_environ() == distributed.DistEnv(3, 4, 1)
     monkeypatch.setenv("RANK", "1")
