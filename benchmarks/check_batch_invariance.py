@@ -8,7 +8,12 @@ per embedder, whether the outputs are bit-identical and the largest absolute
 difference. ``--batch-size 1`` makes every embedder's rows batch-free, hence merges
 exact for every metric.
 
-Usage: ``python benchmarks/check_batch_invariance.py [EMBEDDER ...]`` (default: all).
+``--values``: the metric level instead. 12 clips, the ``noise`` model's predictions,
+each metric scored at batch sizes 8 and 3; prints the relative difference of the values
+and intervals (what a sharded run can differ by from a one-process run).
+
+Usage: ``python benchmarks/check_batch_invariance.py [EMBEDDER ...]`` (default: all), or
+``python benchmarks/check_batch_invariance.py --values``.
 """
 from __future__ import annotations
 
@@ -52,5 +57,33 @@ def main(names: list[str]) -> None:
                   f"(max |value| {scale:.3g})")
 
 
+def values() -> None:
+    from foleybench.api import ScoreContext
+    from foleybench.datasets.synthfoley import SynthConfig, generate
+    from foleybench.runner import generate as run_generate
+    from foleybench.runner import score
+
+    torch.set_num_threads(1)
+    suites = (("v2a", ["fd_panns", "fd_vggish", "kl_panns", "is_panns", "ib_score"]),
+              ("a2v", ["fvd", "is_c3d", "clipsim"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        man = generate(Path(tmp) / "data", 12, seed=0, cfg=SynthConfig(size=32, duration_s=2.0))
+        for task, metrics in suites:
+            pred = Path(tmp) / f"pred_{task}"
+            run_generate(task, "noise", man, pred, device="cpu")
+            docs = {bs: score(task, pred, man, metrics, ScoreContext(device="cpu", proxy=True, cache_dir=None,
+                                                                     batch_size=bs)) for bs in (8, 3)}
+            for name in metrics:
+                a, b = docs[8]["metrics"][name], docs[3]["metrics"][name]
+                if a["value"] is None or b["value"] is None:
+                    print(f"{name:10s} no value")
+                    continue
+                rel = abs(a["value"] - b["value"]) / max(abs(a["value"]), 1e-300)
+                ci = (max(abs(x - y) / max(abs(x), 1e-300) for x, y in zip(a["ci"], b["ci"]))
+                      if a.get("ci") and b.get("ci") else None)
+                print(f"{name:10s} identical: {a['value'] == b['value'] and a.get('ci') == b.get('ci')!s:5s} "
+                      f"value rel. diff {rel:.3g}" + ("" if ci is None else f", interval rel. diff {ci:.3g}"))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    values() if sys.argv[1:] == ["--values"] else main(sys.argv[1:])

@@ -107,7 +107,8 @@ def real_stages(suite: str) -> dict[str, float]:
         return {}
     task, _, metrics = SUITES[suite]
     pairs = [ClipPair(f.stem, task, pred_audio=str(f) if task == "v2a" else None,
-                      pred_video=str(f) if task == "a2v" else None, ref_audio=str(f), ref_video=str(f))
+                      pred_video=str(f) if task == "a2v" else None, ref_audio=str(f), ref_video=str(f),
+                      label=f.stem.split("_")[-1])  # clipsim prompts with the label
              for f in files]
     return {k.replace(f"{suite}.", f"{suite}.real10s.", 1): v for k, v in metric_stages(pairs, metrics, suite).items()}
 

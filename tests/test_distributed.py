@@ -292,3 +292,19 @@ def test_killed_rank_resumes_to_identical_outputs(base: dict) -> None:
     assert cached >= 2  # work done before the kill is kept
     _score("genk", "killed.json", d, nproc=2, extra=("--cache-dir", "cache"))
     _same_results(base["doc"], json.loads((d / "killed.json").read_text()))
+
+
+@pytest.mark.slow  # two bench runs
+def test_bench_under_torchrun_writes_the_one_process_leaderboard(tmp_path: Path) -> None:
+    spec = tmp_path / "tinydist.yaml"
+    spec.write_text("name: tinydist\ntitle: tiny\ndescription: |\n  four clips\n"
+                    "dataset: {name: synthfoley, clips: 4, seed: 0}\nproxy: true\nseed: 0\nclip_seconds: null\n"
+                    "tasks:\n  v2a:\n    models: [noise]\n    metrics: [av_align, fd_melstat]\n")
+    for n, d in ((1, "b1"), (2, "b2")):
+        _fb(["bench", str(spec), "--runs", f"{d}/runs", "--leaderboard", f"{d}/lb", "--quiet", "--device", "cpu"],
+            tmp_path, nproc=n)
+    one, two = (json.loads((tmp_path / d / "lb" / "tinydist.json").read_text()) for d in ("b1", "b2"))
+    assert one["values"] == two["values"] and one["values"]["v2a"]["noise"]["fd_melstat"] is not None
+    assert (tmp_path / "b1/lb/tinydist.md").read_text() == (tmp_path / "b2/lb/tinydist.md").read_text()
+    res = json.loads((tmp_path / "b2/runs/tinydist/results/v2a__noise.json").read_text())
+    assert res["distributed"]["world_size"] == 2
