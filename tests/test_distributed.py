@@ -179,6 +179,26 @@ def test_embedding_batches_are_halved_on_oom(tmp_path: Path, monkeypatch: pytest
     assert all(np.array_equal(a, b) for a, b in zip(want, got))
 
 
+def test_decoding_in_worker_processes_gives_the_same_embeddings(tmp_path: Path) -> None:
+    """--num-workers > 0: decoding runs in DataLoader workers (prefetching while the
+    network runs); the embeddings, their order and a bad file's exclusion are unchanged."""
+    from foleybench import cache, media
+    from foleybench.api import ScoreContext
+    from foleybench.metrics.embedders import get_embedder
+
+    rng = np.random.default_rng(1)
+    paths = [str(media.write_wav(tmp_path / f"c{i}.wav", rng.uniform(-.5, .5, (1, 4000 + 800 * i)), 16000))
+             for i in range(5)]
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not audio")
+    paths.insert(2, str(tmp_path / "bad.wav"))
+    outs = []
+    for workers in (0, 2):
+        ctx = ScoreContext(device="cpu", batch_size=2, cache_dir=None, num_workers=workers)
+        outs.append(cache.embed_files(get_embedder("melstat", ctx), paths, ctx))
+    assert isinstance(outs[0][2], InputError) and isinstance(outs[1][2], InputError)
+    assert all(np.array_equal(a, b) for i, (a, b) in enumerate(zip(*outs)) if i != 2)
+
+
 def test_state_file_roundtrip_and_bad_files(tmp_path: Path) -> None:
     from foleybench.metrics.base import Excluded
 
