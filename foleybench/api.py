@@ -29,6 +29,11 @@ class InputError(FoleybenchError, ValueError):
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        # Picklable with its two arguments: a DataLoader worker (--num-workers > 0) sends
+        # a bad file's InputError back to the main process in the file's slot.
+        return (type(self), (self.where, self.problem))
+
 
 # --------------------------------------------------------------------------- generators
 @dataclass(frozen=True)

@@ -94,10 +94,15 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
                   cache_dir: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """Run benchmark ``name``; returns ``{"TASK/MODEL": results document}`` of what was
     generated and scored (empty for an evaluate benchmark and a table not run here)."""
+    from foleybench import distributed
     from foleybench.runner import generate, score
 
     spec = load_spec(name).with_root(data)
     runs = Path(runs_dir) / spec.name
+    env = distributed.current()  # under torchrun/srun: each rank its shard, rank 0 writes
+    if not env.is_root and (spec.kind == "evaluate" or (spec.dataset.name != "synthfoley"
+                                                        and not spec.dataset.root)):
+        return {}  # nothing to shard: rank 0 runs it alone
     if spec.kind == "evaluate":
         run_evaluation(spec, runs, Path(runs_dir), Path(leaderboard_dir))
         return {}  # no generated media to summarise: its document is runs/NAME/results/evaluation.json
@@ -110,7 +115,11 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
             f"Our rows were not run here: they need the {spec.dataset.name} clips "
             f"(`foleybench bench {spec.name} --data DIR`)."))
         return {}
+    if env.grouped and not env.is_root:
+        distributed.barrier(env)  # rank 0 writes the dataset (synthfoley) first
     manifest = prepare_dataset(spec, Path(runs_dir)).limit(limit)
+    if env.grouped and env.is_root:
+        distributed.barrier(env)
     stale = report_stale(spec.all_models(), manifest.root if _is_training_set(spec) else None)
     ctx = ScoreContext(device=device, proxy=spec.proxy, cache_dir=cache_dir or str(Path(runs_dir) / "cache"),
                        progress=progress, clip_seconds=spec.clip_seconds, seed=spec.seed)
@@ -123,10 +132,13 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
                         extra={"benchmark": spec.name, "model": model, "stale_checkpoint": stale.get(model),
                                "generation": {k: gen[k] for k in ("params", "seed", "failures", "generated",
                                                                   "resumed")}})
+            if doc is None:
+                continue  # not rank 0: rank 0 holds and writes the merged document
             write_json(runs / "results" / f"{task}__{model}.json", doc)
             out[f"{task}/{model}"] = doc
             log.info("%s %s %s", spec.name, task, model)
-    render(spec, runs, Path(leaderboard_dir))
+    if env.is_root:
+        render(spec, runs, Path(leaderboard_dir))
     return out
 
 

@@ -6,8 +6,9 @@ a file does not. Values are float32 ``.npy`` payloads behind a sha256 checksum, 
 ``os.replace``), so an interrupted run leaves no half-written entry and a rerun resumes
 where it stopped; a damaged entry is detected, reported and recomputed (:class:`EmbeddingCache`). Unlike a cache keyed by file existence, an edited file gets a new key.
 
-Decoding runs in a DataLoader (``ctx.num_workers`` processes), the network in batches of
-``ctx.batch_size`` on ``ctx.device``. A file that fails to decode comes back as its
+Decoding runs in a DataLoader (``ctx.num_workers`` processes, each prefetching batches, so
+decoding overlaps the network), the network in batches of ``ctx.batch_size`` on
+``ctx.device`` (halved on CUDA out-of-memory, see foleybench.distributed.halving). A file that fails to decode comes back as its
 :class:`InputError` in its slot: the caller reports and excludes it, the rest proceeds.
 """
 from __future__ import annotations
@@ -173,6 +174,8 @@ def cached_apply(
     Returns one float32 array (or the InputError) per path, in input order.
     """
     load = load or (lambda p: embedder.load_input(p, ctx))
+    from foleybench.distributed import fault_point, halving
+
     apply = apply or embedder.embed_inputs
     cache = EmbeddingCache(ctx.cache_dir) if ctx.cache_dir else None
     out: list[np.ndarray | InputError | None] = [None] * len(paths)
@@ -195,7 +198,7 @@ def cached_apply(
         from foleybench.progress import track
 
         it = track(loader, len(loader), f"{embedder.name}:{what}", "batch", enabled=ctx.progress, leave=False)
-        pos = 0
+        pos, computed = 0, 0
         for batch in it:
             idx = todo[pos:pos + len(batch)]
             pos += len(batch)
@@ -205,7 +208,8 @@ def cached_apply(
                     out[i] = x
             if not good:
                 continue
-            values = apply([x for _, x in good])
+            # CUDA out-of-memory: the batch is halved and retried, with a warning.
+            values = halving(apply, [x for _, x in good], f"{embedder.name} batch")
             if len(values) != len(good):
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")
@@ -217,6 +221,8 @@ def cached_apply(
                 out[i] = v
                 if cache is not None and keys[i] is not None:
                     cache.put(keys[i], v)
+                computed += 1
+                fault_point("score", computed)  # test hook (FOLEYBENCH_TEST_SIGKILL); no-op unset
     return out  # type: ignore[return-value]
 
 

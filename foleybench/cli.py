@@ -109,18 +109,24 @@ def cmd_generate(a: argparse.Namespace) -> int:
     manifest = open_reference(a.data, a.dataset, a.split)
     idx = generate(a.task, a.model, manifest, a.out, limit=a.limit, seed=a.seed, device=a.device,
                    batch_size=a.batch_size, progress=True)
+    if not _is_root():
+        return 0  # rank 0 prints the run's totals
     print(f"{a.model}: generated {idx['generated']}, resumed {idx['resumed']}, failed {len(idx['failures'])} "
           f"-> {a.out}")
     print(generation_summary(idx, manifest.notes), file=sys.stderr)
     return 0
 
 
+def _is_root() -> bool:
+    from foleybench.distributed import current
+
+    return current().is_root
+
+
 def cmd_score(a: argparse.Namespace) -> int:
     from foleybench import weights
     from foleybench.outputs import check_out_file
     from foleybench.registry import METRICS, load_plugins
-    from foleybench.report import score_summary
-    from foleybench.results import write_json
     from foleybench.runner import open_reference, score
 
     check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
@@ -131,13 +137,39 @@ def cmd_score(a: argparse.Namespace) -> int:
     weights.set_weights_dir(a.weights_dir)
     ctx = _ctx(a)
     manifest = open_reference(a.ref, a.dataset, a.split)
-    doc = score(a.task, a.pred, manifest, names, ctx, extra={"model": a.model_name or Path(a.pred).name},
-                metric_opts=parse_opts(a.opt, names), pred_pattern=a.pred_pattern)
-    write_json(a.out, doc)
+    extra, opts = {"model": a.model_name or Path(a.pred).name}, parse_opts(a.opt, names)
+    if a.shard:
+        from foleybench.distributed import write_state
+        from foleybench.runner import score_shard
+
+        state = score_shard(a.task, a.pred, manifest, names, ctx, extra=extra, metric_opts=opts,
+                            pred_pattern=a.pred_pattern)
+        write_state(a.out, state)
+        print(f"shard {a.shard}: scored {state['n_scored']} clips; wrote state {a.out} (`foleybench merge`)")
+        return 0
+    doc = score(a.task, a.pred, manifest, names, ctx, extra=extra, metric_opts=opts, pred_pattern=a.pred_pattern)
+    if doc is None:
+        return 0  # not rank 0: rank 0 writes the merged results
+    return _write_scores(a.out, doc)
+
+
+def cmd_merge(a: argparse.Namespace) -> int:
+    from foleybench.merge import merge_files
+    from foleybench.outputs import check_out_file
+
+    check_out_file(a.out)
+    return _write_scores(a.out, merge_files(a.states))
+
+
+def _write_scores(out: str, doc: dict[str, Any]) -> int:
+    from foleybench.report import score_summary
+    from foleybench.results import write_json
+
+    write_json(out, doc)
     p = doc["pairing"]
     print(f"scored {p['n_scored_pairs']} clips ({len(p['missing_pred'])} without prediction, "
           f"{len(p['unpaired_pred'])} predictions without reference, {len(p['invalid_pred'])} invalid)")
-    if a.pred_pattern is not None:
+    if p.get("pred_pattern") is not None:
         print(f"  files: {p['n_files_matched']} matched, {p['n_files_unmatched']} unmatched, {p['n_files_scored']} "
               f"scored; samples per clip {p['samples_per_clip']}, {p['n_averaged']} averaged; "
               f"length: {p['n_cut']} cut, {p['n_excluded_length']} too short")
@@ -148,7 +180,7 @@ def cmd_score(a: argparse.Namespace) -> int:
         if r["excluded"]:
             notes += f"  excluded={len(r['excluded'])}"
         print(f"  {name:12s} {val}{ci}  n={r['n']}{notes}")
-    print(f"wrote {a.out}")
+    print(f"wrote {out}")
     print(score_summary(doc), file=sys.stderr)
     return 0
 
@@ -178,6 +210,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     for name in names:
         docs = run_benchmark(name, runs_dir=a.runs, leaderboard_dir=a.leaderboard, device=a.device, data=a.data,
                       progress=not a.quiet, limit=a.limit)
+        if not _is_root():
+            continue  # rank 0 writes and reports
         print(f"wrote {Path(a.leaderboard) / (name + '.md')}")
         for key, doc in (docs or {}).items():
             print(score_summary(doc, title=f"{name} {key}"), file=sys.stderr)
@@ -272,7 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(message)s")
     try:
-        return int(args.fn(args) or 0)
+        if args.command in ("generate", "score", "bench"):
+            from foleybench import distributed  # torchrun/srun ranks, or --shard I/N
+
+            distributed.setup(getattr(args, "shard", None))
+        try:
+            return int(args.fn(args) or 0)
+        finally:
+            if args.command in ("generate", "score", "bench"):
+                from foleybench import distributed
+
+                distributed.teardown()
     except FoleybenchError as exc:
         print(f"foleybench: error: {exc}", file=sys.stderr)
         return 2

@@ -80,6 +80,13 @@ def _score_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _shard_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", metavar="I/N",
+                   help="independent job I of N (no network between jobs): only the clips of shard I "
+                        "(foleybench.distributed.SHARD_RULE). score: --out is then a state file for "
+                        "`foleybench merge`. Under torchrun/srun ranks shard themselves; no --shard")
+
+
 def parse_opts(items: list[str] | None, names: list[str]) -> dict[str, dict[str, Any]]:
     """``METRIC.KEY=VALUE`` items -> {metric: {key: value}}; values parsed as YAML scalars."""
     import yaml
@@ -135,6 +142,7 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--batch-size", type=positive_int, default=4)
+        _shard_opt(p)
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("score", help="score a folder of generated files against a reference set")
@@ -156,7 +164,13 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", metavar="METRIC.KEY=VALUE",
                    help="metric option, e.g. fd_panns.n_boot=100, fd_vggish.fd_inf=true, clipsim.prompt='a video of {label}'")
     _score_opts(p)
+    _shard_opt(p)
     p.set_defaults(fn=cmds.cmd_score)
+
+    p = sub.add_parser("merge", help="combine shard state files (score --shard I/N) into one results JSON")
+    p.add_argument("states", nargs="+", help="the N state files of one split")
+    p.add_argument("--out", required=True, help="results JSON")
+    p.set_defaults(fn=cmds.cmd_merge)
 
     p = sub.add_parser("bench", help="run a benchmark (benchmarks/NAME.yaml) end to end")
     p.add_argument("names", nargs="*")

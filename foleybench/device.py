@@ -17,8 +17,17 @@ from foleybench.api import FoleybenchError
 
 
 def resolve_device(device: str | None) -> str:
-    """"auto" -> "cuda" when available else "cpu"; validate explicit choices."""
+    """"auto" -> "cuda" when available else "cpu"; validate explicit choices.
+
+    Under torchrun/srun (LOCAL_RANK or SLURM_LOCALID set, world size > 1), "auto" and
+    "cuda" are ``cuda:LOCAL_RANK``: each rank on its own GPU."""
     device = (device or "auto").lower()
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        from foleybench.distributed import current
+
+        env = current()
+        if env.active and not env.offline:
+            device = f"cuda:{env.local_rank}"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
