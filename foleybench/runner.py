@@ -159,9 +159,12 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
     """
     from foleybench import cache
     from foleybench.options import check_metric_options
+    from foleybench.suites import split_planned, unavailable_result
 
     metric_opts = metric_opts or {}
     load_plugins()
+    requested = list(metric_names)  # results keep this order; planned (unbuilt) metrics are reported
+    metric_names, planned = split_planned(requested)
     # Every check that needs no media runs before any work: unknown names, a metric that
     # does not serve this task, unknown options and bad option values. A v2a run asking
     # for is_c3d must fail here, not exclude every clip for want of a generated video.
@@ -193,6 +196,8 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
             "proxy": prov.get("weights") == "proxy", "custom": prov.get("weights") == "custom", "provenance": prov,
             "excluded": [list(e) for e in excluded], "options": opts, "seconds": round(time.time() - t0, 3),
         }
+    results.update({m: unavailable_result(m) for m in planned})
+    results = {m: results[m] for m in requested if m in results}
     doc = {
         "task": task, "pred_dir": str(Path(pred_dir).resolve()),
         "dataset": {"name": manifest.name, "root": str(manifest.root), "fingerprint": manifest.fingerprint(),
