@@ -221,7 +221,7 @@ class PaSST(AudioEmbedder):
     n_classes = N_CLASSES
     frames_level = False
     min_seconds = 1 / SAMPLE_RATE
-    sub_batch: int = 8  # clips per forward pass: 1190 tokens each, attention memory grows with it
+    sub_batch: int = 4  # clips per forward pass: 1190 tokens each; attention takes ~70 MB a clip (fp32)
     # One forward pass gives both outputs: the other is kept for the next call (FD, KL and IS
     # on the same files then run the network once per file), keyed by the input's sha256.
     memo_size: int = 4096
