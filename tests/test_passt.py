@@ -8,7 +8,8 @@ loaded through our strict ``build(checkpoint=...)``; its ``PasstBasicWrapper(mod
 with the ``AugmentMelSTFT`` of ``get_basic_model`` is the reference (logits, then the
 768-d features). The 12-block network runs once (one 10 s clip: a forward pass costs
 seconds on CPU); the real recordings and the unpadded audiocraft segments run a 1-block
-cut of the same network (front end, patching, positions, tokens and head identical).
+cut of the same network (front end, patching, positions, tokens and head identical);
+``FOLEYBENCH_PASST_REAL_DEPTH=12`` runs the real recordings through all 12 blocks.
 Peer (test-only): ``pip install hear21passt==0.0.26`` (needs timm, torchaudio).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ from foleybench.metrics.embedders import passt
 
 torch.set_num_threads(1)
 REALCLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "realclips"
+# Blocks of the network in the real-recording parity test: 1 by default (seconds); the
+# full 12 with FOLEYBENCH_PASST_REAL_DEPTH=12 (about a minute of CPU per clip pair).
+REAL_DEPTH = int(os.environ.get("FOLEYBENCH_PASST_REAL_DEPTH", "1"))
 HAVE_PEER = importlib.util.find_spec("hear21passt") is not None
 needs_peer = pytest.mark.skipif(not HAVE_PEER, reason="hear21passt not installed (pip install hear21passt==0.0.26)")
 
@@ -120,8 +125,9 @@ def test_parity_full_network_av_benchmark_protocol(tmp_path: Path) -> None:
 @needs_peer
 @pytest.mark.skipif(not REALCLIPS.is_dir(), reason=f"real clips not present ({REALCLIPS})")
 def test_parity_on_real_recordings(tmp_path: Path) -> None:
-    wrapper, net = _peer(depth=1, seed=3)
-    ours = _ours(net, tmp_path, depth=1)
+    depth = REAL_DEPTH
+    wrapper, net = _peer(depth=depth, seed=3)
+    ours = _ours(net, tmp_path, depth=depth)
     ctx = ScoreContext(clip_seconds=8.0)
     clips = sorted(p for p in REALCLIPS.iterdir() if p.suffix in (".mp4", ".wav"))
     assert clips
