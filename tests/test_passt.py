@@ -132,7 +132,9 @@ def test_parity_on_real_recordings(tmp_path: Path) -> None:
     clips = sorted(p for p in REALCLIPS.iterdir() if p.suffix in (".mp4", ".wav"))
     assert clips
     xs = [ours.load_input(str(p), ctx) for p in clips]
+    ours.memo_size = 2  # the kept second output is evicted here: logits are recomputed, still equal
     embs, logits = ours.embed_inputs(xs), ours.logits_inputs(xs)  # one batch: no clip leaks into another
+    assert len(ours._memo) == 2
     for p, x, e, lg in zip(clips, xs, embs, logits):
         assert x.shape == (320000,) and not x[256000:].any(), p.name  # 8 s of audio, then zeros
         ref_logits, ref_emb = _peer_out(wrapper, x)

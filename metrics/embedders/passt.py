@@ -276,13 +276,15 @@ class PaSST(AudioEmbedder):
         flat = [seg for s in segs for seg in s]
         keys = [hashlib.sha256(f.tobytes()).digest() for f in flat]
         todo = list({k: f for k, f in zip(keys, flat) if k not in self._memo}.items())
+        fresh: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         if todo:
             both = self._run([f for _, f in todo], lambda b: torch.cat(self._forward_both(b), dim=-1))
-            for (k, _), y in zip(todo, both):
-                if len(self._memo) >= self.memo_size:
-                    self._memo.pop(next(iter(self._memo)))
-                self._memo[k] = (y[:DIM], y[DIM:])
-        rows = [self._memo[k][which] for k in keys]
+            fresh = {k: (y[:DIM], y[DIM:]) for (k, _), y in zip(todo, both)}
+        rows = [(fresh.get(k) or self._memo[k])[which] for k in keys]
+        for k, v in fresh.items():  # oldest entries leave first
+            if len(self._memo) >= self.memo_size:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[k] = v
         out, i = [], 0
         for s in segs:
             out.append(np.stack(rows[i:i + len(s)]))
