@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -51,6 +52,10 @@ def cmd_list(a: argparse.Namespace) -> int:
 
         weights._load_records()
         names = sorted(weights.WEIGHTS)
+    elif a.what == "suites":
+        from foleybench import suites
+
+        names = [suites.SUITES[n].line() for n in suites.names()]
     elif a.what == "scorers":
         from foleybench.curate import scorer_names as names_of
 
@@ -124,20 +129,22 @@ def _is_root() -> bool:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from foleybench import weights
+    from foleybench import suites, weights
     from foleybench.outputs import check_out_file
     from foleybench.registry import METRICS, load_plugins
     from foleybench.runner import open_reference, score
 
     check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
     load_plugins()
-    names = [m for m in a.metrics.split(",") if m]
-    for n in names:  # unknown names fail before any file is touched
-        METRICS.entry(n)
+    names, suite = suites.expand([m for m in a.metrics.split(",") if m], a.task)  # "@av-benchmark"
+    for n in names:  # unknown names fail before any file is touched (a suite's unbuilt ones are reported)
+        if not suites.is_planned(n):
+            METRICS.entry(n)
     weights.set_weights_dir(a.weights_dir)
-    ctx = _ctx(a)
+    ctx = dataclasses.replace(_ctx(a), clip_seconds=suites.clip_seconds(suite, a.clip_seconds))
     manifest = open_reference(a.ref, a.dataset, a.split)
-    extra, opts = {"model": a.model_name or Path(a.pred).name}, parse_opts(a.opt, names)
+    extra = {"model": a.model_name or Path(a.pred).name, **({"suite": suite.describe()} if suite else {})}
+    opts = parse_opts(a.opt, names)
     if a.shard:
         from foleybench.distributed import write_state
         from foleybench.runner import score_shard
@@ -177,6 +184,8 @@ def _write_scores(out: str, doc: dict[str, Any]) -> int:
         ci = f" [{r['ci'][0]:.4g}, {r['ci'][1]:.4g}]" if r.get("ci") else ""
         val = "—" if r["value"] is None else f"{r['value']:.6g}"
         notes = "  (proxy evaluator)" if r["proxy"] else ""
+        if r.get("available") is False:
+            notes += f"  {r['extras']['reason']}"
         if r["excluded"]:
             notes += f"  excluded={len(r['excluded'])}"
         print(f"  {name:12s} {val}{ci}  n={r['n']}{notes}")

@@ -114,7 +114,7 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered names, one per line")
     p.add_argument("what", choices=["models", "metrics", "datasets", "benchmarks", "embedders", "weights",
-                                            "scorers"])
+                                            "scorers", "suites"])
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'fd_*'")
     p.add_argument("-l", "--long", action="store_true", help="models: also task and where the weights come from")
     p.set_defaults(fn=cmds.cmd_list)
@@ -158,7 +158,8 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, help="reference folder (manifest.csv or media files) or manifest")
     p.add_argument("--dataset", choices=["vggsound"], help="read --ref as a VGGSound clip folder")
     p.add_argument("--split", default=None)
-    p.add_argument("--metrics", required=True, help="comma-separated, see `foleybench list metrics`")
+    p.add_argument("--metrics", required=True, help="comma-separated, see `foleybench list metrics`; "
+                   "@SUITE for a paper's set under its protocol (`foleybench list suites`)")
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--model-name", help="name recorded in the results (default: the --pred folder name)")
     p.add_argument("--opt", action="append", metavar="METRIC.KEY=VALUE",

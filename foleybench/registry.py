@@ -91,12 +91,13 @@ for _name, _cls in [("oracle", "Oracle"), ("shuffled", "Shuffled"), ("silence", 
 # Metrics. Each is built as ``cls(ctx=ScoreContext, **kwargs)``; the tasks it serves are
 # the class's ``tasks`` (declared on the class, checked by the runner before any work).
 METRICS.add("av_align", f"{_M}.av_align:AVAlign")
-# PaSST (fd_passt, kl_passt) is not implemented yet: absent here so that asking for it
-# fails with the list of what exists, rather than deep inside a run.
 for _emb in ["melstat", "vggish", "panns", "clap", "encodec"]:
     METRICS.add(f"fd_{_emb}", f"{_M}.fd:FDMetric", {"embedder": _emb}, modality="audio")
 METRICS.add("kl_panns", f"{_M}.kl:KLMetric", {"embedder": "panns"}, modality="audio")
 METRICS.add("is_panns", f"{_M}.inception_score:InceptionScore", {"embedder": "panns"}, modality="audio")
+METRICS.add("fd_passt", f"{_M}.passt_metrics:PasstFD", modality="audio")
+METRICS.add("kl_passt", f"{_M}.passt_metrics:PasstKL", modality="audio")
+METRICS.add("is_passt", f"{_M}.inception_score:InceptionScore", {"embedder": "passt"}, modality="audio")
 METRICS.add("fvd", f"{_M}.fvd:FVD", modality="video")
 METRICS.add("clipsim", f"{_M}.clipsim:CLIPSim", modality="video")
 # CLIPScore's scale (2.5 x max(cos, 0)): a hypothesis about TempoTokens' published CLIPSIM (docs/PROTOCOL.md)
@@ -107,7 +108,7 @@ METRICS.add("desync", f"{_M}.desync:DeSync", modality="cross")
 
 # Embedders. Each module exposes ``build(mode="pretrained"|"proxy", checkpoint=None,
 # device="cpu", seed=0) -> Embedder``.
-for _emb in ["melstat", "vggish", "panns", "clap", "encodec", "i3d", "c3d", "clip", "imagebind",
+for _emb in ["melstat", "vggish", "panns", "passt", "clap", "encodec", "i3d", "c3d", "clip", "imagebind",
              "synchformer"]:
     EMBEDDERS.add(_emb, f"{_M}.embedders.{_emb}:build")
 

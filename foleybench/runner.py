@@ -186,22 +186,37 @@ def score(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: Seq
     names (``--pred-pattern``: a template such as ``{id}_{k}.flac`` or a CSV mapping),
     possibly several samples per clip, combined per foleybench.samples (one process only).
     """
+    from foleybench.suites import split_planned
+
     env = distributed.current()
     if env.offline:
         raise FoleybenchError("an offline shard (--shard I/N) writes a state file: use runner.score_shard")
     metric_opts = metric_opts or {}
+    load_plugins()
+    requested = list(metric_names)  # results keep this order; planned (unbuilt) suite metrics are reported
+    metric_names, planned = split_planned(requested)
     classes, manifest, pairs, pairing = _prepare(task, pred_dir, manifest, metric_names, metric_opts, pred_pattern)
     if samples.is_multi(pairs):
         if env.world_size > 1:
             raise FoleybenchError("several samples per clip (--pred-pattern with {k}) are scored in one process: "
                                   "run without torchrun/srun")
-        return _score_samples(task, pred_dir, manifest, classes, ctx, metric_opts, pairs, pairing, extra)
+        doc = _score_samples(task, pred_dir, manifest, classes, ctx, metric_opts, pairs, pairing, extra)
+        return _with_planned(doc, requested, planned)
     state, metrics = score_local(task, pairs, classes, ctx, metric_opts, env, _ref_seconds(manifest))
     run = run_info(task, pred_dir, manifest, metric_names, ctx, metric_opts, pairing, pairs, extra)
     states = distributed.gather_to_root(state, env)
     if states is None:
         return None  # ranks other than 0 write nothing; rank 0 holds the merged document
-    return score_finish(run, states, metrics, skip_rank=env.rank)
+    return _with_planned(score_finish(run, states, metrics, skip_rank=env.rank), requested, planned)
+
+
+def _with_planned(doc: dict[str, Any], requested: list[str], planned: list[str]) -> dict[str, Any]:
+    """A suite's unbuilt metrics as "not available" entries; metrics in the order asked."""
+    from foleybench.suites import unavailable_result
+
+    results = {**doc["metrics"], **{m: unavailable_result(m) for m in planned}}
+    doc["metrics"] = {m: results[m] for m in requested if m in results}
+    return doc
 
 
 def _ref_seconds(manifest: Manifest) -> dict[str, float]:
@@ -214,8 +229,11 @@ def _prepare(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: 
     """Checks and pairing, the same on every rank: (metric classes, manifest, pairs, pairing block)."""
     from foleybench import cache
     from foleybench.options import check_metric_options
+    from foleybench.suites import split_planned, unavailable_result
 
     load_plugins()
+    requested = list(metric_names)  # results keep this order; planned (unbuilt) metrics are reported
+    metric_names, planned = split_planned(requested)
     # Every check that needs no media runs before any work: unknown names, a metric that
     # does not serve this task, unknown options and bad option values. A v2a run asking
     # for is_c3d must fail here, not exclude every clip for want of a generated video.
@@ -232,7 +250,11 @@ def score_shard(task: str, pred_dir: str | Path, manifest: Manifest, metric_name
                 metric_opts: dict[str, dict[str, Any]] | None = None, pred_pattern: str | None = None) -> dict[str, Any]:
     """An offline shard's (``--shard I/N``) state: its clips' metric rows and the run's
     settings; ``foleybench merge`` turns the N states into the one-run document."""
+    from foleybench.suites import split_planned
+
     metric_opts = metric_opts or {}
+    load_plugins()
+    metric_names, _planned = split_planned(list(metric_names))  # unbuilt suite metrics: nothing to shard
     classes, manifest, pairs, pairing = _prepare(task, pred_dir, manifest, metric_names, metric_opts, pred_pattern)
     if samples.is_multi(pairs):
         raise FoleybenchError("several samples per clip (--pred-pattern with {k}) are scored in one process: "

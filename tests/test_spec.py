@@ -65,5 +65,7 @@ def test_unknown_names_and_doubled_directions_fail_when_read(tmp_path):
     with pytest.raises(SpecError, match="metric 'fd_melstat' has no option"):
         load_spec(write(_with(tasks={"v2a": {"models": ["oracle"], "metrics": ["fd_melstat"],
                                              "metric_options": {"fd_melstat": {"n_bot": 3}}}})))
-    ok = load_spec(write(_with(higher_is_better={"fd_passt": False})))   # a published-only column
-    assert ok.higher_is_better == {"fd_passt": False}
+    ok = load_spec(write(_with(higher_is_better={"fd_published_only": False})))   # a published-only column
+    assert ok.higher_is_better == {"fd_published_only": False}
+    with pytest.raises(SpecError, match="higher_is_better.fd_passt: the metric declares its own direction"):
+        load_spec(write(_with(higher_is_better={"fd_passt": False})))  # PaSST is a metric now
