@@ -229,7 +229,7 @@ def _prepare(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: 
     """Checks and pairing, the same on every rank: (metric classes, manifest, pairs, pairing block)."""
     from foleybench import cache
     from foleybench.options import check_metric_options
-    from foleybench.suites import split_planned, unavailable_result
+    from foleybench.suites import split_planned
 
     load_plugins()
     requested = list(metric_names)  # results keep this order; planned (unbuilt) metrics are reported
