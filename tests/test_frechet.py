@@ -178,3 +178,20 @@ def test_state_matches_numpy_and_merges_exactly() -> None:
         FrechetState(24).update(x[:1]).stats(ddof=1)
     restored = FrechetState.from_state_dict(merged.state_dict())
     np.testing.assert_array_equal(restored.stats()[1], merged.stats()[1])
+
+
+@pytest.mark.parametrize("threads", ["1", "0"])
+def test_cholesky_route_thread_policies_agree_with_eigh(threads: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The busy-machine route (one BLAS thread, syevr) and the default one (syevd) both
+    match the eigh factorisation and the independent SVD route; a non-C-ordered second
+    covariance takes the same path."""
+    monkeypatch.setenv("FOLEYBENCH_FRECHET_THREADS", threads)
+    rng = np.random.default_rng(7)
+    mu1, s1 = _random_stats(rng, 96, 400)
+    mu2, s2 = _random_stats(rng, 96, 400, shift=0.2)
+    chol = FrechetReference(mu1, s1, "cholesky")
+    eig = FrechetReference(mu1, s1, "eigh")
+    want = _trace_sqrt_independent(s1, s2)
+    assert abs(chol.trace_sqrt_product(s2) - want) / want < 1e-10
+    assert abs(chol.trace_sqrt_product(np.asfortranarray(s2)) - want) / want < 1e-10
+    assert abs(chol.distance(mu2, s2) - eig.distance(mu2, s2)) / eig.distance(mu2, s2) < 1e-9
