@@ -187,11 +187,28 @@ def test_cholesky_route_thread_policies_agree_with_eigh(threads: str, monkeypatc
     covariance takes the same path."""
     monkeypatch.setenv("FOLEYBENCH_FRECHET_THREADS", threads)
     rng = np.random.default_rng(7)
-    mu1, s1 = _random_stats(rng, 96, 400)
-    mu2, s2 = _random_stats(rng, 96, 400, shift=0.2)
+    mu1, s1 = _random_stats(rng, 512, 768)
+    mu2, s2 = _random_stats(rng, 512, 768, shift=0.2)
     chol = FrechetReference(mu1, s1, "cholesky")
     eig = FrechetReference(mu1, s1, "eigh")
     want = _trace_sqrt_independent(s1, s2)
     assert abs(chol.trace_sqrt_product(s2) - want) / want < 1e-10
     assert abs(chol.trace_sqrt_product(np.asfortranarray(s2)) - want) / want < 1e-10
     assert abs(chol.distance(mu2, s2) - eig.distance(mu2, s2)) / eig.distance(mu2, s2) < 1e-9
+
+
+def test_update_many_equals_row_by_row_updates() -> None:
+    rng = np.random.default_rng(3)
+    blocks = [rng.standard_normal((k, 16)).astype(np.float32) for k in (1, 3, 1, 5)]
+    one, many = FrechetState(16), FrechetState(16).update_many(blocks)
+    for b in blocks:
+        for row in b:
+            one.update(row[None])
+    assert many.count == one.count == 10
+    mu_a, s_a = one.stats()
+    mu_b, s_b = many.stats()
+    np.testing.assert_allclose(mu_b, mu_a, rtol=1e-12)
+    np.testing.assert_allclose(s_b, s_a, rtol=1e-10, atol=1e-12)
+    mu_c, s_c = gaussian_stats(np.concatenate(blocks))
+    np.testing.assert_allclose(s_b, s_c, rtol=1e-10, atol=1e-12)
+    assert FrechetState(16).update_many([]).count == 0

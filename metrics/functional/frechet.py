@@ -58,14 +58,16 @@ def _sym(a: np.ndarray) -> np.ndarray:
     return 0.5 * (a + a.T)
 
 
-def _busy() -> bool:
-    """True when the machine already runs at least one runnable task per core.
+def _busy(d: int) -> bool:
+    """True for large ``d`` (>= 512) when the machine already runs one runnable task per core.
 
     OpenBLAS threads spin while waiting for each other; on an oversubscribed machine a
     threaded tridiagonal reduction then runs 5-10x slower than a single-threaded one
     (measured on a 2-core host at load 6-10). ``FOLEYBENCH_FRECHET_THREADS`` (an int)
     overrides the choice: 1 forces single-threaded, 0 keeps the BLAS default.
     """
+    if d < 512:  # small problems: threadpoolctl's own overhead would dominate
+        return False
     env = os.environ.get("FOLEYBENCH_FRECHET_THREADS")
     if env is not None and env.strip():
         return int(env) == 1
@@ -95,7 +97,7 @@ def _trace_sqrt_cholesky(low: np.ndarray, s: np.ndarray) -> float:
         ev = eigvalsh(m, lower=True, driver=driver, overwrite_a=True, check_finite=False)
         return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
 
-    busy = _busy()
+    busy = _busy(s.shape[0])
     with _blas_limit(busy):
         return work("evr" if busy else "evd")
 
@@ -134,7 +136,7 @@ class FrechetReference:
             try:
                 # scipy's potrf on a Fortran copy: no check pass, no triangle zeroing
                 # beyond what LAPACK does; ~1/3 the time of numpy's wrapper at d = 2048.
-                with _blas_limit(_busy()):
+                with _blas_limit(_busy(self.sigma.shape[0])):
                     low = cholesky(self.sigma, lower=True, check_finite=False)
             except LinAlgError:  # not numerically PD: singular or indefinite by rounding
                 low = None
