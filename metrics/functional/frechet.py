@@ -168,8 +168,9 @@ class FrechetReference:
         # s: an exactly symmetric [D, D] float64 covariance (F sym(S) F^T = sym(F S F^T)).
         if self._lower is not None:
             return _trace_sqrt_cholesky(self._lower, s)
-        m = _sym(self.factor @ s @ self.factor.T)
-        ev = np.linalg.eigvalsh(m)
+        with _blas_limit(_busy(s.shape[0])):  # the eigh route's calls, thread policy only
+            m = _sym(self.factor @ s @ self.factor.T)
+            ev = np.linalg.eigvalsh(m)
         return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
 
     def distance(self, mu: ArrayLike, sigma: ArrayLike) -> float:
