@@ -112,8 +112,11 @@ def main(argv: list[str]) -> int:
              f"threads, {mach['accelerator']}; 1-min load average {mach['load_avg_1min_at_end']} at the end "
              f"(the machine is shared: other jobs ran alongside). Run {date}.",
              "", "Timings are medians over interleaved repeats unless a module says otherwise "
-             "(benchmarks/perf_*.py docstrings).", "",
-             "## Ratios against goals", "", "| ratio | value | goal | met | compares |", "|---|---|---|---|---|"]
+             "(benchmarks/perf_*.py docstrings).", ""]
+    if only:
+        lines += [f"Partial run: {', '.join(sorted(only))}; every other figure is carried over from the "
+                  "previous perf.json (an earlier run, possibly of older code).", ""]
+    lines += ["## Ratios against goals", "", "| ratio | value | goal | met | compares |", "|---|---|---|---|---|"]
     for k, goal, what in RATIOS:
         v = figures.get(k)
         met = "-" if v is None else ("yes" if v >= goal else "**no**")

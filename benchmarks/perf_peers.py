@@ -53,7 +53,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(repeats: int = 3) -> dict[str, float]:
+def run(repeats: int = 3, panns_too: bool = True) -> dict[str, float]:
     from foleybench.metrics.embedders import panns, vggish
 
     tvmods, pm = _peers()
@@ -87,7 +87,9 @@ def run(repeats: int = 3) -> dict[str, float]:
                         "embedding.vggish.ratio_vs_torchvggish": t["peer"] / t["ours"],
                         "embedding.vggish.max_rel_diff_vs_torchvggish": err})
             print(f"  vggish: ours {t['ours']:.2f} s, torchvggish {t['peer']:.2f} s, rel diff {err:.1e}")
-        if pm is None:
+        if not panns_too:
+            pass
+        elif pm is None:
             print("  panns_inference not installed: PANNs ratio skipped")
         else:
             torch.manual_seed(2)
