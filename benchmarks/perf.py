@@ -21,6 +21,59 @@ import torch
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "leaderboard"
 
+# The ratios the performance issue sets goals for: (figure, goal, what it compares).
+# Each is measured side by side in one run (both contenders in the same process or
+# loop), so it compares across machines better than the absolute seconds do.
+RATIOS: list[tuple[str, float, str]] = [
+    ("cache.rescore_speedup_short", 10.0, "first / fully cached `foleybench score`, 96 x 3 s clips, beyond start-up"),
+    ("cache.rescore_speedup_8s", 10.0, "first / fully cached `foleybench score`, 32 x 8 s clips, beyond start-up"),
+    ("frechet.d2048.speedup", 12.0, "scipy sqrtm route / ours, Frechet distance at d = 2048"),
+    ("av_align.speedup_vs_reference", 2.0, "reference (see av_align.peer_is_reference_script) / ours, real clips"),
+    ("embedding.vggish.ratio_vs_torchvggish", 1.5, "torchvggish / ours, same clips and weights, CPU"),
+    ("embedding.panns.ratio_vs_panns_inference", 1.5, "panns-inference / ours, same clips and weights, CPU"),
+    ("generation.av_transformer.cache_speedup", 10.0, "cached / naive generation"),
+    ("generation.wavenet_video.cache_speedup", 10.0, "cached / naive generation"),
+    ("generation.foleygen_c.cache_speedup", 10.0, "cached / recompute generation, 10 s clips"),
+    ("generation.foleygen_p.cache_speedup", 10.0, "cached / recompute generation, 10 s clips"),
+]
+NOT_MEASURED = [
+    "generation.deepfusion: not autoregressive (one frame per pass, no incremental state), no cache ratio",
+    "generation.seq2seq: generation is incremental only (SampleRNN tiers carry their state); "
+    "there is no naive recompute path to compare with",
+]
+
+
+def derived(figures: dict[str, float]) -> dict[str, float]:
+    """Ratios named by family from figures other modules report under their own names."""
+    out = {}
+    for fam in ("c", "p"):
+        k = f"foleygen.{fam}.cache_speedup_10s"
+        if k in figures:
+            out[f"generation.foleygen_{fam}.cache_speedup"] = figures[k]
+    return out
+
+
+def machine() -> dict[str, str]:
+    """CPU model (from /proc/cpuinfo), cores, threads, torch, accelerator."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = "%.1f" % os.getloadavg()[0]
+    except OSError:
+        load = "?"
+    return {
+        "cpu": model, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "accelerator": f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only",
+        "load_avg_1min_at_end": load,
+    }
+
 
 def _load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -47,13 +100,33 @@ def main(argv: list[str]) -> int:
         print(f"[perf] {path.stem} done in {time.time() - t0:.1f} s", flush=True)
     OUT.mkdir(exist_ok=True)
     if only and (OUT / "perf.json").is_file():  # a partial run updates its own figures only
-        figures = {**json.loads((OUT / "perf.json").read_text()), **figures}
-    (OUT / "perf.json").write_text(json.dumps(dict(sorted(figures.items())), indent=2) + "\n")
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-               f"{torch.__version__}, threads {torch.get_num_threads()}, "
-               f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'}")
-    lines = ["# Performance", "", f"Machine: {machine}. Created {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-             "", "| figure | value |", "|---|---|"]
+        old = {k: v for k, v in json.loads((OUT / "perf.json").read_text()).items() if not k.startswith("_")}
+        figures = {**old, **figures}
+    figures.update(derived(figures))
+    mach = machine()
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    doc = {"_machine": {**mach, "date": date}, **dict(sorted(figures.items()))}
+    (OUT / "perf.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = ["# Performance", "",
+             f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']} with {mach['torch_threads']} "
+             f"threads, {mach['accelerator']}; 1-min load average {mach['load_avg_1min_at_end']} at the end "
+             f"(the machine is shared: other jobs ran alongside). Run {date}.",
+             "", "Timings are medians over interleaved repeats unless a module says otherwise "
+             "(benchmarks/perf_*.py docstrings).", ""]
+    if only:
+        lines += [f"Partial run: {', '.join(sorted(only))}; every other figure is carried over from the "
+                  "previous perf.json (an earlier run, possibly of older code).", ""]
+    lines += ["## Ratios against goals", "", "| ratio | value | goal | met | compares |", "|---|---|---|---|---|"]
+    for k, goal, what in RATIOS:
+        v = figures.get(k)
+        met = "-" if v is None else ("yes" if v >= goal else "**no**")
+        lines.append(f"| `{k}` | {'not measured' if v is None else f'{v:.3g}x'} | >= {goal:g}x | {met} | {what} |")
+    lines += ["", "Not measured:", ""] + [f"- {x}" for x in NOT_MEASURED]
+    if figures.get("av_align.peer_is_reference_script") == 0.0:
+        lines += ["", "AV-Align's peer here is our reference-order route (serial, same algorithm as "
+                  "TempoTokens' av_align.py); set FOLEYBENCH_PEER_AV_ALIGN=path/av_align.py:function to time "
+                  "the script itself."]
+    lines += ["", "## All figures", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(figures.items())]
     if failed:
         lines += ["", "Failed benchmarks:", ""] + [f"- {k}: {v}" for k, v in failed.items()]

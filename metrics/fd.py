@@ -6,8 +6,9 @@ State (keyed by clip id, see metrics/base.py): each scored clip's generated and
 reference embedding rows, ``[F, D]`` each. A clip takes part only when both its files
 embed: pairing is by clip id (METRICS.md), so the two sets describe the same clips. At
 compute the rows are summed, clip by clip in sorted clip-id order, into two streaming
-Gaussian accumulators (float64 count, sum, sum of outer products); that order makes the
-value bit-identical however the clips were batched or sharded. The rows also give the
+Gaussian accumulators (float64 count, sum, sum of outer products), one matrix product
+per side; that order makes the value bit-identical however the clips were batched or
+sharded. The rows also give the
 bootstrap interval and FD-infinity.
 
 Frame-level embedders (VGGish, EnCodec, melstat) contribute every frame as a sample;
@@ -74,9 +75,10 @@ class FrechetMetric(PairedEmbedding):
         ids, rows = self.sorted_rows()
         n = len(ids)
         gen, ref = FrechetState(self.dim), FrechetState(self.dim)
-        for g, r in rows:  # clip by clip in sorted-id order: the float64 sums are order-free
-            gen.update(g)
-            ref.update(r)
+        # All clips' rows stacked in sorted-id order, one float64 X^T X per side: the value
+        # does not depend on how the clips were batched or sharded when they were scored.
+        gen.update_many([g for g, _ in rows])
+        ref.update_many([r for _, r in rows])
         extras = self.extras(gen, ref, n)
         if gen.count < 2 or ref.count < 2:
             extras["reason"] = self.too_few

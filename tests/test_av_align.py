@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foleybench.api import ClipPair, ScoreContext
+from foleybench.api import ClipPair, InputError, ScoreContext
 from foleybench.media import write_mp4, write_wav
 from foleybench.metrics.av_align import AVAlign
 from foleybench.metrics.functional import av_align
@@ -190,3 +190,39 @@ def test_real_clip_matches_reference(name: str) -> None:
     assert (res.n_audio_peaks, res.n_video_peaks, res.n_matches) == (n_a, n_v, m)
     assert 0.0 <= res.score <= 1.0
     assert res.score == pytest.approx(m / (n_a + n_v - m), abs=0)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_parallel_flow_is_bit_identical_to_serial(synthetic: dict[str, Path], workers: int) -> None:
+    import cv2
+
+    from foleybench.media import read_video
+
+    clip = read_video(synthetic["video"])
+    serial = flow_curve(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames)
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames])
+    assert np.array_equal(flow_curve(gray, workers), serial)
+    assert np.array_equal(flow_curve(clip.frames, workers, rgb=True), serial)
+    assert np.array_equal(flow_curve(clip.frames, 1, rgb=True), serial)
+    bad = gray.copy().astype(np.float32)
+    with pytest.raises(ValueError, match="uint8"):
+        flow_curve(bad, workers)
+
+
+def test_parallel_av_align_and_batch_equal_serial(synthetic: dict[str, Path]) -> None:
+    for audio in ("aligned", "shifted"):
+        one = av_align(synthetic["video"], synthetic[audio], workers=1)
+        par = av_align(synthetic["video"], synthetic[audio], workers=4)
+        assert (par.score, par.n_audio_peaks, par.n_video_peaks, par.n_matches) == \
+            (one.score, one.n_audio_peaks, one.n_video_peaks, one.n_matches)
+        assert np.array_equal(par.audio_peaks, one.audio_peaks)
+        assert np.array_equal(par.video_peaks, one.video_peaks)
+    with pytest.raises(InputError):
+        av_align(synthetic["broken"], synthetic["aligned"], workers=4)
+    pairs = [ClipPair(clip_id=f"c{i}", task="v2a", pred_audio=str(synthetic[a]), ref_audio=str(synthetic[a]),
+                      pred_video=str(synthetic["video"]), ref_video=str(synthetic["video"]))
+             for i, a in enumerate(["aligned", "shifted", "silent", "aligned"])]
+    serial = AVAlign(workers=1).score_batch(pairs)
+    parallel = AVAlign(workers=3).score_batch(pairs)
+    assert [repr(x) for x in parallel] == [repr(x) for x in serial]
+    assert isinstance(serial[0], float) and serial[0] == 1.0

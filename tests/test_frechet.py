@@ -178,3 +178,54 @@ def test_state_matches_numpy_and_merges_exactly() -> None:
         FrechetState(24).update(x[:1]).stats(ddof=1)
     restored = FrechetState.from_state_dict(merged.state_dict())
     np.testing.assert_array_equal(restored.stats()[1], merged.stats()[1])
+
+
+@pytest.mark.parametrize("threads", ["1", "0"])
+def test_cholesky_route_thread_policies_agree_with_eigh(threads: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The busy-machine route (one BLAS thread, syevr) and the default one (syevd) both
+    match the eigh factorisation and the independent SVD route; a non-C-ordered second
+    covariance takes the same path."""
+    monkeypatch.setenv("FOLEYBENCH_FRECHET_THREADS", threads)
+    rng = np.random.default_rng(7)
+    mu1, s1 = _random_stats(rng, 512, 768)
+    mu2, s2 = _random_stats(rng, 512, 768, shift=0.2)
+    chol = FrechetReference(mu1, s1, "cholesky")
+    eig = FrechetReference(mu1, s1, "eigh")
+    want = _trace_sqrt_independent(s1, s2)
+    assert abs(chol.trace_sqrt_product(s2) - want) / want < 1e-10
+    assert abs(chol.trace_sqrt_product(np.asfortranarray(s2)) - want) / want < 1e-10
+    assert abs(chol.distance(mu2, s2) - eig.distance(mu2, s2)) / eig.distance(mu2, s2) < 1e-9
+
+
+def test_update_many_equals_row_by_row_updates() -> None:
+    rng = np.random.default_rng(3)
+    blocks = [rng.standard_normal((k, 16)).astype(np.float32) for k in (1, 3, 1, 5)]
+    one, many = FrechetState(16), FrechetState(16).update_many(blocks)
+    for b in blocks:
+        for row in b:
+            one.update(row[None])
+    assert many.count == one.count == 10
+    mu_a, s_a = one.stats()
+    mu_b, s_b = many.stats()
+    np.testing.assert_allclose(mu_b, mu_a, rtol=1e-12)
+    np.testing.assert_allclose(s_b, s_a, rtol=1e-10, atol=1e-12)
+    mu_c, s_c = gaussian_stats(np.concatenate(blocks))
+    np.testing.assert_allclose(s_b, s_c, rtol=1e-10, atol=1e-12)
+    assert FrechetState(16).update_many([]).count == 0
+
+
+def test_bootstrap_sufficient_statistics_match_restacking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-clip sufficient-statistics bootstrap makes the same draws and the same
+    interval (to float64 rounding) as re-stacking rows and np.cov per draw."""
+    from foleybench.metrics.functional import frechet as fr
+
+    rng = np.random.default_rng(11)
+    gen = [rng.standard_normal((int(k), 8)).astype(np.float32) for k in rng.integers(1, 4, 30)]
+    ref = [rng.standard_normal((int(k), 8)).astype(np.float32) + 0.3 for k in rng.integers(1, 4, 30)]
+    for ddof in (0, 1):
+        fast = fr.bootstrap_fd(gen, ref, 50, seed=4, ddof=ddof)
+        monkeypatch.setattr(fr, "_SUFFICIENT_MAX", 0)
+        slow = fr.bootstrap_fd(gen, ref, 50, seed=4, ddof=ddof)
+        monkeypatch.undo()
+        np.testing.assert_allclose(fast, slow, rtol=1e-9)
+        assert fast[0] < fast[1]

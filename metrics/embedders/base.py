@@ -11,9 +11,19 @@
   user's file that is not the upstream one), then a loader reads it through
   :func:`foleybench.weights.read_state_dict` / ``read_torchscript`` and loads it with
   :func:`foleybench.weights.load_strict` (every key and shape).
+
+Lazy proxies: a proxy network's sha256 (part of every cache key) is memoised per
+architecture source, seed and torch version in ``<foleybench cache>/proxy-sha256.json``.
+When the memo knows it, :func:`build_net` returns a :class:`LazyNet` and the embedder
+builds the network on first use of ``.net`` (the first cache miss), so a fully cached
+re-score never builds it; the build then checks its digest against the memo.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +40,28 @@ Factory = Callable[[], nn.Module]
 Loader = Callable[[Path, Factory], "tuple[nn.Module, dict[str, Any]]"]
 
 
+class LazyNet:
+    """A proxy network not built yet: ``build()`` makes it (once) and checks its sha256."""
+
+    def __init__(self, name: str, make: Callable[[], nn.Module], sha256: str, memo_key: str):
+        self.name, self._make, self.sha256, self.memo_key = name, make, sha256, memo_key
+        self._lock = threading.Lock()
+        self._net: nn.Module | None = None
+
+    def build(self) -> nn.Module:
+        with self._lock:
+            if self._net is None:
+                net = self._make()
+                got = W.state_dict_sha256(net.state_dict())
+                if got != self.sha256:  # memo stale (should not happen: key has source + torch)
+                    _memo_store(self.memo_key, got)
+                    raise FoleybenchError(
+                        f"{self.name}: proxy weights digest {got[:12]} differs from the memoised "
+                        f"{self.sha256[:12]} ({_memo_path()}); the memo is corrected, run again")
+                self._net = net
+            return self._net
+
+
 class TorchEmbedder(Embedder):
     """An :class:`~foleybench.api.Embedder` around one ``torch.nn.Module``.
 
@@ -38,18 +70,38 @@ class TorchEmbedder(Embedder):
     the proxy state_dict; ``amp``: allow the GPU precision policy (ignored on CPU).
     """
 
-    net: Any = None
+    _net: Any = None
+    _lazy: LazyNet | None = None
     amp: bool = True
 
-    def __init__(self, net: nn.Module, *, weights: str, checkpoint_sha256: str, device: str = "cpu",
-                 amp: bool = True):
+    def __init__(self, net: "nn.Module | LazyNet", *, weights: str, checkpoint_sha256: str,
+                 device: str = "cpu", amp: bool = True):
         if weights not in ("pretrained", "custom", "proxy"):
             raise FoleybenchError(f"{self.name}: weights label must be pretrained, custom or proxy, not {weights!r}")
-        self.net = net.to(device).eval()
+        if isinstance(net, LazyNet):
+            self._lazy = net
+        else:
+            self._net = net.to(device).eval()
         self.weights = weights
         self.checkpoint_sha256 = checkpoint_sha256
         self.device = device
         self.amp = amp
+
+    @property
+    def net(self) -> Any:
+        """The network (eval mode, on ``device``); a lazy proxy is built here, on first use."""
+        if self._net is None and self._lazy is not None:
+            self._net = self._lazy.build().to(self.device).eval()
+        return self._net
+
+    @net.setter
+    def net(self, value: Any) -> None:
+        self._net, self._lazy = value, None
+
+    @property
+    def built(self) -> bool:
+        """Whether the network exists yet (False only for a lazy proxy not used so far)."""
+        return self._net is not None
 
     @property
     def is_proxy(self) -> bool:
@@ -117,16 +169,80 @@ def build_net(name: str, factory: Factory, *, mode: str, checkpoint: str | None 
     ``verify=False`` skips the checks of the weights directory's file (tests only).
     """
     if mode == "proxy":
-        net = _seeded(factory, seed)
-        W.seeded_init(net, seed)
-        if proxy_init is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                proxy_init(net)
-        net.eval()
-        return Built(net, "proxy", W.state_dict_sha256(net.state_dict()))
+        def make() -> nn.Module:
+            net = _seeded(factory, seed)
+            W.seeded_init(net, seed)
+            if proxy_init is not None:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    proxy_init(net)
+            return net.eval()
+
+        key = _memo_key(name, factory, seed)
+        known = _memo_load().get(key) if key else None
+        if known:
+            return Built(LazyNet(name, make, known, key), "proxy", known)  # type: ignore[arg-type]
+        net = make()
+        sha = W.state_dict_sha256(net.state_dict())
+        if key:
+            _memo_store(key, sha)
+        return Built(net, "proxy", sha)
     if mode != "pretrained":
         raise FoleybenchError(f"{name}: mode must be 'pretrained' or 'proxy', not {mode!r}")
     loc = W.locate(name, checkpoint, verify=verify)
     net, extras = load(loc.path, lambda: _seeded(factory, seed))
     return Built(net.eval(), loc.weights, loc.sha256, extras)
+
+
+# ---------------------------------------------------------------- proxy sha256 memo
+_SOURCES: str | None = None
+
+
+def _source_digest() -> str:
+    """sha256 of every source file that can shape a proxy network: this package's
+    embedder modules and foleybench/weights.py (init helpers)."""
+    global _SOURCES
+    if _SOURCES is None:
+        h = hashlib.sha256()
+        files = sorted(Path(__file__).resolve().parent.glob("*.py")) + [Path(W.__file__).resolve()]
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        _SOURCES = h.hexdigest()
+    return _SOURCES
+
+
+def _memo_key(name: str, factory: Factory, seed: int) -> str | None:
+    if os.environ.get("FOLEYBENCH_EAGER_PROXY"):  # opt out: always build at construction
+        return None
+    fq = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
+    if "<lambda>" in fq or "<locals>" in fq:  # closures may capture state the source does not show
+        return None
+    return f"{name}|{fq}|seed={seed}|torch={torch.__version__}|src={_source_digest()[:16]}"
+
+
+def _memo_path() -> Path:
+    from foleybench.hashing import cache_root
+
+    return cache_root() / "proxy-sha256.json"
+
+
+def _memo_load() -> dict[str, str]:
+    try:
+        d = json.loads(_memo_path().read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _memo_store(key: str, sha: str) -> None:
+    """Add one entry (atomic replace; a lost race or an unwritable folder only costs a build)."""
+    path = _memo_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        d = _memo_load()
+        d[key] = sha
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(d, indent=0, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass

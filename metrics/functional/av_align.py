@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -54,28 +54,112 @@ class AVAlignResult:
 
 
 # ----------------------------------------------------------------------------- pure pieces
-def flow_curve(gray_frames: Iterable[np.ndarray]) -> np.ndarray:
+def _magnitude(flow: np.ndarray) -> np.ndarray:
+    """cv2.magnitude of a flow ``[H, W, 2]`` with OpenCV's IPP path switched off for the
+    call: IPP's magnitude rounds differently depending on where its buffers land (the
+    same clip gave values 1e-9 apart between runs), OpenCV's own SIMD loop does not, so
+    the serial and the parallel flow curves are bit-identical. Values differ from the
+    IPP ones by at most ~1e-9 relative, far below the 0.1 peak threshold."""
+    ipp = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(False)
+    try:
+        return cv2.magnitude(flow[..., 0], flow[..., 1])
+    finally:
+        cv2.ipp.setUseIPP(ipp)
+
+
+def _pair_values(prev: np.ndarray, frames: Iterable[np.ndarray], to_gray: bool) -> list[float]:
+    """Mean flow magnitude from ``prev`` to each frame in turn (and frame to frame)."""
+    values: list[float] = []
+    for frame in frames:
+        cur = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if to_gray else np.ascontiguousarray(frame)
+        if cur.ndim != 2 or cur.dtype != np.uint8:
+            raise ValueError(f"gray frames must be uint8 [H, W], got {cur.dtype} {cur.shape}")
+        if cur.shape != prev.shape:
+            raise ValueError(f"frame size changed from {prev.shape} to {cur.shape}")
+        flow = cv2.calcOpticalFlowFarneback(prev, cur, None, *FLOW_PARAMS)
+        mag = _magnitude(flow)
+        # cv2.mean accumulates in double, as the reference does; np.mean on float32
+        # would sum in float32 and drift in the last digits on 1280x720 frames.
+        values.append(cv2.mean(mag)[0])
+        prev = cur
+    return values
+
+
+def default_workers() -> int:
+    """Processes for one clip's flow or a batch's clips: ``FOLEYBENCH_AV_ALIGN_WORKERS``
+    or the CPU count."""
+    env = os.environ.get("FOLEYBENCH_AV_ALIGN_WORKERS", "").strip()
+    return max(1, int(env)) if env else max(1, os.cpu_count() or 1)
+
+
+def fork_pool(n: int):
+    """A pool of ``n`` forked worker processes, or None where fork is unavailable.
+
+    Forked, not threads: OpenCV's results on near-zero flow (|v| ~ 1e-10 px) depend on
+    the calling thread (measured: a worker thread and the main thread differ in the last
+    bits of cv2.magnitude), while a child forked from the main thread computes exactly
+    what the main thread would. Frames reach the children through the fork itself.
+    """
+    import multiprocessing as mp
+    import threading
+
+    if n < 2 or "fork" not in mp.get_all_start_methods() or threading.current_thread() is not threading.main_thread():
+        return None
+    return mp.get_context("fork").Pool(n)
+
+
+_FRAMES: Any = None  # frames shared with forked flow workers (set before the fork)
+_RGB = False
+
+
+def _chunk_values(bounds: tuple[int, int]) -> list[float]:
+    lo, hi = bounds
+    frames = _FRAMES
+    first = frames[lo - 1]
+    prev = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY) if _RGB else np.ascontiguousarray(first)
+    if prev.ndim != 2 or prev.dtype != np.uint8:
+        raise ValueError(f"gray frames must be uint8 [H, W], got {prev.dtype} {prev.shape}")
+    return _pair_values(prev, (frames[i] for i in range(lo, hi)), _RGB)
+
+
+def flow_curve(gray_frames: Iterable[np.ndarray], workers: int = 1, *, rgb: bool = False) -> np.ndarray:
     """Mean Farneback flow magnitude per frame, float64 ``[T]`` (pixels per frame).
 
     gray_frames: T >= 2 uint8 ``[H, W]`` frames (an array ``[T, H, W]`` or any iterable,
-    consumed one frame at a time). Value i (i >= 1) is the flow from frame i-1 to i; value 0
-    repeats value 1, as the reference does.
+    consumed one frame at a time), or RGB ``[H, W, 3]`` frames with ``rgb=True``
+    (converted to luma as OpenCV's RGB2GRAY). Value i (i >= 1) is the flow from frame i-1
+    to i; value 0 repeats value 1, as the reference does.
+
+    ``workers > 1`` with a sequence of frames (list or array), called from the main
+    thread: the T-1 frame pairs are split into that many contiguous chunks computed in
+    forked processes (:func:`fork_pool`), each pair by the same calls as the serial loop,
+    so the curve is bit-identical to ``workers=1``.
     """
-    values: list[float] = []
-    prev: np.ndarray | None = None
-    for frame in gray_frames:
-        cur = np.ascontiguousarray(frame)
-        if cur.ndim != 2 or cur.dtype != np.uint8:
-            raise ValueError(f"gray frames must be uint8 [H, W], got {cur.dtype} {cur.shape}")
-        if prev is not None:
-            if cur.shape != prev.shape:
-                raise ValueError(f"frame size changed from {prev.shape} to {cur.shape}")
-            flow = cv2.calcOpticalFlowFarneback(prev, cur, None, *FLOW_PARAMS)
-            mag = cv2.magnitude(flow[..., 0], flow[..., 1])
-            # cv2.mean accumulates in double, as the reference does; np.mean on float32
-            # would sum in float32 and drift in the last digits on 1280x720 frames.
-            values.append(cv2.mean(mag)[0])
-        prev = cur
+    global _FRAMES, _RGB
+    n = len(gray_frames) if hasattr(gray_frames, "__len__") and hasattr(gray_frames, "__getitem__") else -1
+    pool = None
+    if workers > 1 and n >= 4:
+        k = min(workers, n - 1)
+        _FRAMES, _RGB = gray_frames, rgb
+        try:
+            pool = fork_pool(k)
+            if pool is not None:
+                bounds = np.linspace(1, n, k + 1).round().astype(int)
+                with pool:
+                    parts = pool.map(_chunk_values, [(int(bounds[j]), int(bounds[j + 1])) for j in range(k)])
+                values = [v for part in parts for v in part]
+        finally:
+            _FRAMES = None
+    if pool is None:
+        it = iter(gray_frames)
+        first = next(it, None)
+        values = []
+        if first is not None:
+            prev = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY) if rgb else np.ascontiguousarray(first)
+            if prev.ndim != 2 or prev.dtype != np.uint8:
+                raise ValueError(f"gray frames must be uint8 [H, W], got {prev.dtype} {prev.shape}")
+            values = _pair_values(prev, it, rgb)
     if not values:
         raise ValueError("optical flow needs at least 2 frames")
     return np.array([values[0]] + values, dtype=np.float64)
@@ -138,13 +222,12 @@ def av_align_score(audio_times: Iterable[float], video_times: Iterable[float], f
 
 
 # ----------------------------------------------------------------------------- I/O
-def _read_gray_frames(path: str | os.PathLike) -> tuple[Iterable[np.ndarray], float]:
-    """Decode every frame of ``path``; return (lazy grayscale uint8 [H, W] frames, fps)."""
+def _read_rgb_frames(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode every frame of ``path`` once: (uint8 [T, H, W, 3] RGB, fps)."""
     from foleybench.media import read_video
 
-    clip = read_video(path)  # uint8 [T, H, W, 3] RGB at the file's average fps
-    # Convert lazily, one frame per flow step, so only the RGB array is held in memory.
-    return (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames), float(clip.fps)
+    clip = read_video(path)  # at the file's average fps
+    return clip.frames, float(clip.fps)
 
 
 def _read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -155,19 +238,67 @@ def _read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return clip.samples, int(clip.sample_rate)
 
 
-def av_align(video_path: str | os.PathLike, audio_path: str | os.PathLike) -> AVAlignResult:
-    """AV-Align of one clip: video peaks from ``video_path``, onsets from ``audio_path``
-    (which may be the same mp4). Raises :class:`InputError` on unreadable input."""
-    frames, fps = _read_gray_frames(video_path)
+def _onsets_of(audio_path: str | os.PathLike) -> np.ndarray:
+    samples, sr = _read_audio(audio_path)
+    return audio_onsets(samples, sr)
+
+
+def _video_curve(video_path: str | os.PathLike, workers: int) -> tuple[np.ndarray, float]:
+    frames, fps = _read_rgb_frames(video_path)
     if not np.isfinite(fps) or fps <= 0:
         raise InputError(str(video_path), f"invalid frame rate {fps}")
     try:
-        curve = flow_curve(frames)
+        return flow_curve(frames, workers, rgb=True), fps
     except ValueError as e:
         raise InputError(str(video_path), str(e)) from e
+
+
+def av_align(video_path: str | os.PathLike, audio_path: str | os.PathLike,
+             workers: int | None = None) -> AVAlignResult:
+    """AV-Align of one clip: video peaks from ``video_path``, onsets from ``audio_path``
+    (which may be the same mp4). Raises :class:`InputError` on unreadable input.
+
+    The video is decoded once; with ``workers`` > 1 (default :func:`default_workers`)
+    the flow's frame pairs are split over that many forked processes and the audio is
+    decoded and its onsets found on a thread meanwhile. ``workers=1`` is the serial route,
+    in the reference's order (video, then audio). Both give bit-identical results.
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1:
+        curve, fps = _video_curve(video_path, 1)
+        a = _onsets_of(audio_path)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        frames, fps = _read_rgb_frames(video_path)
+        if not np.isfinite(fps) or fps <= 0:
+            raise InputError(str(video_path), f"invalid frame rate {fps}")
+        # Fork the flow workers before the audio thread starts (fork copies one thread).
+        global _FRAMES, _RGB
+        _FRAMES, _RGB = frames, True
+        k = min(workers, len(frames) - 1)
+        flow_pool = fork_pool(k) if len(frames) >= 4 else None
+        audio = ThreadPoolExecutor(max_workers=1)
+        try:
+            audio_job = audio.submit(_onsets_of, audio_path)
+            try:
+                if flow_pool is not None:
+                    bounds = np.linspace(1, len(frames), k + 1).round().astype(int)
+                    with flow_pool:
+                        parts = flow_pool.map(_chunk_values, [(int(bounds[j]), int(bounds[j + 1]))
+                                                              for j in range(k)])
+                    vals = [v for part in parts for v in part]
+                    curve = np.array([vals[0]] + vals, dtype=np.float64)
+                else:
+                    curve = flow_curve(frames, 1, rgb=True)
+            except ValueError as e:
+                raise InputError(str(video_path), str(e)) from e
+            finally:
+                _FRAMES = None
+            a = audio_job.result()
+        finally:
+            audio.shutdown(wait=False)
     v = video_peaks(curve, fps)
-    samples, sr = _read_audio(audio_path)
-    a = audio_onsets(samples, sr)
     m = match_peaks(a, v, fps)
     if len(a) + len(v) == 0:  # the reference divides by zero here
         return AVAlignResult(None, "no audio onsets and no video flow peaks (AV-Align undefined)",

@@ -24,6 +24,8 @@ torch tensors (any device); everything is converted to float64 numpy.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,61 @@ def _sym(a: np.ndarray) -> np.ndarray:
     return 0.5 * (a + a.T)
 
 
+def _busy(d: int) -> bool:
+    """True for large ``d`` (>= 512) when the machine already runs one runnable task per core.
+
+    OpenBLAS threads spin while waiting for each other; on an oversubscribed machine a
+    threaded tridiagonal reduction then runs 5-10x slower than a single-threaded one
+    (measured on a 2-core host at load 6-10). ``FOLEYBENCH_FRECHET_THREADS`` (an int)
+    overrides the choice: 1 forces single-threaded, 0 keeps the BLAS default.
+    """
+    if d < 512:  # small problems: threadpoolctl's own overhead would dominate
+        return False
+    env = os.environ.get("FOLEYBENCH_FRECHET_THREADS")
+    if env is not None and env.strip():
+        return int(env) == 1
+    try:
+        return os.getloadavg()[0] + 1.0 > (os.cpu_count() or 1)
+    except OSError:  # getloadavg unavailable
+        return False
+
+
+def _trace_sqrt_cholesky(low: np.ndarray, s: np.ndarray) -> float:
+    """sum sqrt(eig(L^T S L)) for a lower-triangular Fortran-ordered L ``[D, D]`` and an
+    exactly symmetric S ``[D, D]`` (``_sym`` output).
+
+    Two triangular multiplies (BLAS trmm, d^3 flops each, half a general product's) and a
+    values-only LAPACK symmetric eigensolver on the lower triangle of M = L^T S L, which
+    is symmetric up to rounding. On a busy machine the whole step runs on one BLAS thread
+    (see :func:`_busy`), where the MRRR driver (syevr) was the faster one; otherwise the
+    BLAS default thread count and divide-and-conquer (syevd).
+    """
+    from scipy.linalg import blas, eigvalsh
+
+    def work(driver: str) -> float:
+        # trmm(side=0): op(L) @ B; trmm(side=1): B @ op(L). S is exactly symmetric, so its
+        # transpose is the same matrix and, for C-ordered S, a Fortran-ordered view: no copy.
+        m = blas.dtrmm(1.0, low, s.T if s.flags.c_contiguous else s, side=0, lower=1, trans_a=1)
+        m = blas.dtrmm(1.0, low, m, side=1, lower=1, overwrite_b=1)
+        ev = eigvalsh(m, lower=True, driver=driver, overwrite_a=True, check_finite=False)
+        return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+    busy = _busy(s.shape[0])
+    with _blas_limit(busy):
+        return work("evr" if busy else "evd")
+
+
+def _blas_limit(busy: bool):
+    """Context: one BLAS thread when ``busy`` (and threadpoolctl is importable), else a no-op."""
+    if busy:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # optional: without it, BLAS keeps its default thread count
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
 class FrechetReference:
     """A reference Gaussian (mu ``[D]``, sigma ``[D, D]``) with its square-root factor cached.
 
@@ -72,15 +129,26 @@ class FrechetReference:
         self.sigma = _sym(sigma_a)
         self.trace = float(np.trace(self.sigma))
         self.factor: np.ndarray  # F with sigma = F^T F, [D, D]
+        self._lower: np.ndarray | None = None  # Cholesky L (Fortran order), F = L^T
         if factorization != "eigh":
+            from scipy.linalg import LinAlgError, cholesky
+
             try:
-                self.factor = np.linalg.cholesky(self.sigma).T
-                self.factorization = "cholesky"
-                return
-            except np.linalg.LinAlgError:  # not numerically PD: singular or indefinite by rounding
+                # scipy's potrf on a Fortran copy: no check pass, no triangle zeroing
+                # beyond what LAPACK does; ~1/3 the time of numpy's wrapper at d = 2048.
+                with _blas_limit(_busy(self.sigma.shape[0])):
+                    low = cholesky(self.sigma, lower=True, check_finite=False)
+            except LinAlgError:  # not numerically PD: singular or indefinite by rounding
+                low = None
                 if factorization == "cholesky":
                     raise ValueError("reference covariance is not positive definite; use eigh") from None
-        w, v = np.linalg.eigh(self.sigma)
+            if low is not None:
+                self._lower = np.asfortranarray(low)
+                self.factor = self._lower.T
+                self.factorization = "cholesky"
+                return
+        with _blas_limit(_busy(self.sigma.shape[0])):  # same decomposition, thread policy only
+            w, v = np.linalg.eigh(self.sigma)
         # Tiny negative eigenvalues are rounding noise of a PSD matrix: clamp at 0.
         self.factor = np.sqrt(np.clip(w, 0.0, None))[:, None] * v.T
         self.factorization = "eigh"
@@ -94,8 +162,15 @@ class FrechetReference:
         s = as_float64(sigma)
         if s.shape != self.sigma.shape:
             raise ValueError(f"covariance must be [{self.dim}, {self.dim}], got shape {s.shape}")
-        m = _sym(self.factor @ s @ self.factor.T)
-        ev = np.linalg.eigvalsh(m)
+        return self._trace_sqrt_sym(_sym(s))
+
+    def _trace_sqrt_sym(self, s: np.ndarray) -> float:
+        # s: an exactly symmetric [D, D] float64 covariance (F sym(S) F^T = sym(F S F^T)).
+        if self._lower is not None:
+            return _trace_sqrt_cholesky(self._lower, s)
+        with _blas_limit(_busy(s.shape[0])):  # the eigh route's calls, thread policy only
+            m = _sym(self.factor @ s @ self.factor.T)
+            ev = np.linalg.eigvalsh(m)
         return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
 
     def distance(self, mu: ArrayLike, sigma: ArrayLike) -> float:
@@ -105,7 +180,7 @@ class FrechetReference:
             raise ValueError(f"dimension mismatch: reference D={self.dim}, second D={mu_a.shape[0]}")
         sigma_a = _sym(sigma_a)
         diff = self.mu - mu_a
-        fd = float(diff @ diff) + self.trace + float(np.trace(sigma_a)) - 2.0 * self.trace_sqrt_product(sigma_a)
+        fd = float(diff @ diff) + self.trace + float(np.trace(sigma_a)) - 2.0 * self._trace_sqrt_sym(sigma_a)
         # FD is a squared distance; a value a few ulps below 0 is rounding, not signal.
         return max(fd, 0.0)
 
@@ -228,16 +303,66 @@ def bootstrap_fd(
     """
     rng = np.random.default_rng(seed)
     n = len(gen)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        g = np.concatenate([gen[i] for i in idx]).astype(np.float64)
-        r = np.concatenate([ref[i] for i in idx]).astype(np.float64)
-        if len(g) < 2 or len(r) < 2:
-            continue
-        vals.append(frechet_distance(g.mean(0), np.cov(g, rowvar=False, ddof=ddof),
-                                     r.mean(0), np.cov(r, rowvar=False, ddof=ddof)))
+    if n == 0:
+        return (float("nan"), float("nan"))
+    dim = int(np.asarray(gen[0]).reshape(len(gen[0]), -1).shape[-1]) if len(gen[0]) else 0
+    if n_boot > 0 and dim and n * dim * dim <= _SUFFICIENT_MAX:
+        vals = _bootstrap_sufficient(gen, ref, n_boot, rng, ddof)
+    else:
+        vals = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            g = np.concatenate([gen[i] for i in idx]).astype(np.float64)
+            r = np.concatenate([ref[i] for i in idx]).astype(np.float64)
+            if len(g) < 2 or len(r) < 2:
+                continue
+            vals.append(frechet_distance(g.mean(0), np.cov(g, rowvar=False, ddof=ddof),
+                                         r.mean(0), np.cov(r, rowvar=False, ddof=ddof)))
     if not vals:
         return (float("nan"), float("nan"))
     lo, hi = np.percentile(vals, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+_SUFFICIENT_MAX = 64 * 1024 * 1024 // 8  # per-clip outer products held at most (float64 entries)
+
+
+def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: int,
+                          rng: np.random.Generator, ddof: int) -> list[float]:
+    """The bootstrap draws of :func:`bootstrap_fd` from per-clip sufficient statistics.
+
+    A draw's rows are clips repeated by their draw counts w ``[n]``, so its float64 sums
+    are w-weighted sums of per-clip (rows, sum ``[D]``, sum of outer products ``[D, D]``):
+    one ``[n] x [n, D*D]`` product per side instead of re-stacking rows and np.cov. Same
+    draws (same rng calls) and the same statistics up to float64 rounding (1e-12
+    relative). Small matrices run on one BLAS thread: at D = 128 thread start-up costs
+    more than the work.
+    """
+    def suff(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [np.asarray(b, dtype=np.float64).reshape(len(b), -1) for b in blocks]
+        cnt = np.array([len(b) for b in rows], dtype=np.float64)
+        sums = np.stack([b.sum(0) for b in rows])
+        outer = np.stack([b.T @ b for b in rows]).reshape(len(rows), -1)
+        return cnt, sums, outer
+
+    sides = [suff(gen), suff(ref)]
+    n = len(gen)
+    vals: list[float] = []
+    with _blas_limit(True):
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            w = np.bincount(idx, minlength=n).astype(np.float64)
+            stats = []
+            for cnt, sums, outer in sides:
+                k = float(w @ cnt)
+                if k < 2:
+                    break
+                mu = (w @ sums) / k
+                d = mu.shape[0]
+                scatter = (w @ outer).reshape(d, d) - k * np.outer(mu, mu)
+                stats.append((mu, scatter / (k - ddof)))
+            if len(stats) < 2:
+                continue
+            (mu_g, s_g), (mu_r, s_r) = stats
+            vals.append(frechet_distance(mu_g, s_g, mu_r, s_r))
+    return vals
