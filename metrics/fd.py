@@ -24,7 +24,7 @@ from foleybench.api import ClipPair, MetricValue, ScoreContext
 from foleybench.cache import embed_files
 from foleybench.metrics.base import PairedEmbedding
 from foleybench.metrics.embedders import get_embedder
-from foleybench.metrics.frechet_state import FrechetState
+from foleybench.metrics.frechet_state import FrechetState, centred_stats
 from foleybench.metrics.functional.frechet import bootstrap_fd, fd_infinity, frechet_distance
 
 COVARIANCE = {0: "divided by N (ddof=0)", 1: "unbiased (N-1)"}
@@ -71,20 +71,28 @@ class FrechetMetric(PairedEmbedding):
         """The interval (or None) once the value exists; may add to ``extras``."""
         return None
 
+    def _stack(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
+        if not blocks:
+            return np.zeros((0, self.dim))
+        return np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, self.dim) for b in blocks])
+
     def compute(self) -> MetricValue:
         ids, rows = self.sorted_rows()
         n = len(ids)
+        # All clips' rows stacked in sorted-id order, centred, one float64 product per side:
+        # the value does not depend on how the clips were batched or sharded when they were
+        # scored, and centring first (as numpy.cov) avoids the cancellation of
+        # sum(x x^T) - n mu mu^T for embeddings whose mean is large against their spread.
+        x_g = self._stack([g for g, _ in rows])
+        x_r = self._stack([r for _, r in rows])
         gen, ref = FrechetState(self.dim), FrechetState(self.dim)
-        # All clips' rows stacked in sorted-id order, one float64 X^T X per side: the value
-        # does not depend on how the clips were batched or sharded when they were scored.
-        gen.update_many([g for g, _ in rows])
-        ref.update_many([r for _, r in rows])
+        gen.count, ref.count = len(x_g), len(x_r)  # extras read the counts
         extras = self.extras(gen, ref, n)
         if gen.count < 2 or ref.count < 2:
             extras["reason"] = self.too_few
             return MetricValue(None, n, None, extras)
-        mu_g, s_g = gen.stats(ddof=self.ddof)
-        mu_r, s_r = ref.stats(ddof=self.ddof)
+        mu_g, s_g = centred_stats(x_g, self.ddof)
+        mu_r, s_r = centred_stats(x_r, self.ddof)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
         return MetricValue(float(value), n, self.finish(rows, mu_r, s_r, extras), extras)
 

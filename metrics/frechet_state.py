@@ -92,3 +92,15 @@ class FrechetState:
         if st.sum.shape != (st.dim,) or st.sum_outer.shape != (st.dim, st.dim):
             raise ValueError("state arrays do not match dim")
         return st
+
+
+def centred_stats(x: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of float64 rows ``x`` ``[N, D]``, centred before the one matrix
+    product (numpy.cov's arithmetic; ddof as :meth:`FrechetState.stats`)."""
+    n = len(x)
+    if n <= ddof:
+        raise ValueError(f"need more than {ddof} samples for ddof={ddof}, have {n}")
+    mu = x.mean(axis=0)
+    xc = x - mu
+    scatter = xc.T @ xc
+    return mu, (scatter + scatter.T) / (2.0 * (n - ddof))

@@ -139,7 +139,11 @@ def test_set_metric_pools_every_sample_against_each_reference_once(doc, released
     r = np.concatenate([np.asarray(e, np.float64) for e in embed_files(emb, refs, ctx)])
     fd = frechet_distance(g.mean(0), np.cov(g, rowvar=False), r.mean(0), np.cov(r, rowvar=False))
     res = doc["metrics"]["fd_melstat"]
-    assert res["value"] == pytest.approx(fd, rel=1e-9)
+    # 1e-6, not 1e-9: the sqrt-trace term of FD on these few frames is ill-conditioned, so the
+    # last bits of the covariance (numpy.cov's product vs the metric's, BLAS threads) move
+    # the value by ~1e-9 relative; pooling a reference twice or dropping a sample moves it
+    # by far more than 1e-6.
+    assert res["value"] == pytest.approx(fd, rel=1e-6)
     assert res["extras"]["n_frames_gen"] == len(g) and res["extras"]["n_frames_ref"] == len(r)
     assert res["n"] == 4
 
