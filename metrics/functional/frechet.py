@@ -59,22 +59,19 @@ def _sym(a: np.ndarray) -> np.ndarray:
 
 
 def _busy(d: int) -> bool:
-    """True for large ``d`` (>= 512) when the machine already runs one runnable task per core.
+    """True for large ``d`` (>= 512) when ``FOLEYBENCH_FRECHET_THREADS=1``: the Cholesky
+    route then runs on one BLAS thread with the MRRR eigensolver (syevr).
 
     OpenBLAS threads spin while waiting for each other; on an oversubscribed machine a
-    threaded tridiagonal reduction then runs 5-10x slower than a single-threaded one
-    (measured on a 2-core host at load 6-10). ``FOLEYBENCH_FRECHET_THREADS`` (an int)
-    overrides the choice: 1 forces single-threaded, 0 keeps the BLAS default.
+    threaded tridiagonal reduction runs 5-10x slower than a single-threaded one (measured
+    on a 2-core host at load 6-10), so shared machines may want it. It is a setting, not
+    a guess from the load average: the driver and thread count change the last bits of
+    the value, and a score must not depend on what else ran on the machine.
     """
     if d < 512:  # small problems: threadpoolctl's own overhead would dominate
         return False
     env = os.environ.get("FOLEYBENCH_FRECHET_THREADS")
-    if env is not None and env.strip():
-        return int(env) == 1
-    try:
-        return os.getloadavg()[0] + 1.0 > (os.cpu_count() or 1)
-    except OSError:  # getloadavg unavailable
-        return False
+    return env is not None and env.strip() != "" and int(env) == 1
 
 
 def _trace_sqrt_cholesky(low: np.ndarray, s: np.ndarray) -> float:
