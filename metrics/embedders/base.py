@@ -158,7 +158,7 @@ def _seeded(factory: Factory, seed: int) -> nn.Module:
 
 def build_net(name: str, factory: Factory, *, mode: str, checkpoint: str | None = None, seed: int = 0,
               load: Loader = strict_loader, proxy_init: Callable[[nn.Module], Any] | None = None,
-              verify: bool = True) -> Built:
+              verify: bool = True, lazy: bool = False) -> Built:
     """``factory()`` with proxy, pretrained or custom weights.
 
     proxy: built and :func:`~foleybench.weights.seeded_init` under ``seed``, then
@@ -167,6 +167,9 @@ def build_net(name: str, factory: Factory, *, mode: str, checkpoint: str | None 
     pretrained: :func:`~foleybench.weights.locate` (``checkpoint`` or the weights
     directory; label ``pretrained`` or ``custom``), then ``load(path, make)``.
     ``verify=False`` skips the checks of the weights directory's file (tests only).
+    ``lazy=True`` (callers that hand ``net`` to a :class:`TorchEmbedder`, which builds a
+    :class:`LazyNet` on first use): a proxy whose digest is memoised comes back unbuilt.
+    Other callers (the FoleyGen codec, say) always get a module.
     """
     if mode == "proxy":
         def make() -> nn.Module:
@@ -178,7 +181,7 @@ def build_net(name: str, factory: Factory, *, mode: str, checkpoint: str | None 
                     proxy_init(net)
             return net.eval()
 
-        key = _memo_key(name, factory, seed)
+        key = _memo_key(name, factory, seed) if lazy else None
         known = _memo_load().get(key) if key else None
         if known:
             return Built(LazyNet(name, make, known, key), "proxy", known)  # type: ignore[arg-type]

@@ -112,5 +112,5 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
           seed: int = 0, verify: bool = True) -> EnCodec:
     """EnCodec-24k encoder embedder (the whole published state_dict, strictly); a
     ``checkpoint`` without the upstream sha256 prefix is labelled custom."""
-    b = build_net("encodec", _model, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify)
+    b = build_net("encodec", _model, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify, lazy=True)
     return EnCodec(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

@@ -202,5 +202,6 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
     """PANNs Cnn14_16k embedder: the file's ``model`` entry (the unwrap rule), strictly; a
     ``checkpoint`` whose md5 is not Zenodo's is labelled custom."""
     b = build_net("panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
-                  proxy_init=lambda m: (W.he_normal_init(m), m.fill_frontend()))  # type: ignore[operator]
+                  proxy_init=lambda m: (W.he_normal_init(m), m.fill_frontend()),  # type: ignore[operator]
+                  lazy=True)
     return PANNs(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

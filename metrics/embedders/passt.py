@@ -311,6 +311,7 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
     if split not in SPLITS:
         raise ValueError(f"passt: split must be one of {list(SPLITS)}, not {split!r}")
     b = build_net("passt", factory, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
-                  proxy_init=lambda m: m.init_tokens())  # type: ignore[operator]
+                  proxy_init=lambda m: m.init_tokens(),  # type: ignore[operator]
+                  lazy=True)
     return PaSST(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device, split=split)
 

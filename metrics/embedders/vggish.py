@@ -149,5 +149,5 @@ def build(mode: str = "pretrained", checkpoint: str | None = None, device: str =
     sha256 lacks the upstream prefix is labelled custom; ``verify=False`` skips the check
     of the weights directory's file (tests only)."""
     b = build_net("vggish", VGGishNet, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
-                  proxy_init=W.he_normal_init)
+                  proxy_init=W.he_normal_init, lazy=True)
     return VGGish(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)
