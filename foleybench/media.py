@@ -94,7 +94,10 @@ def check_video(frames: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return f
 
 
-def is_silent(samples: np.ndarray, eps: float = 1e-8) -> bool:
+SILENT_EPS = 1e-8  # peak magnitude at or below which audio counts as silent
+
+
+def is_silent(samples: np.ndarray, eps: float = SILENT_EPS) -> bool:
     """True when every sample's magnitude is <= eps (an empty array counts as silent)."""
     a = np.asarray(samples)
     return a.size == 0 or float(np.max(np.abs(a))) <= eps

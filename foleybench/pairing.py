@@ -156,10 +156,11 @@ def _check_pred(p: ClipPair, want_length: bool) -> tuple[str | None, float | Non
     path = p.pred_audio if p.task == "v2a" else p.pred_video
     check_complete(path)
     if p.task == "v2a":
-        clip = media.read_audio(path)
-        n = clip.samples.shape[1]
-        warn = f"{path}: audio is silent" if media.is_silent(clip.samples) else None
-        return warn, n / clip.sample_rate, 1.0 / clip.sample_rate
+        from foleybench.media_long import scan_audio
+
+        scan = scan_audio(path)  # streamed: a long prediction is never held whole
+        warn = f"{path}: audio is silent" if scan.peak <= media.SILENT_EPS else None
+        return warn, scan.seconds, 1.0 / scan.sample_rate
     media.read_video(path, max_frames=2)
     if not want_length:
         return None, None, 0.0

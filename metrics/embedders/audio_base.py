@@ -99,7 +99,10 @@ class AudioEmbedder(TorchEmbedder):
             groups[int(np.asarray(x).shape[-1])].append(i)
         out: list[np.ndarray | None] = [None] * len(inputs)
         for idx in groups.values():
-            batch = torch.from_numpy(np.stack([np.asarray(inputs[i], dtype=np.float32) for i in idx]))
+            if len(idx) == 1:  # a view, not a copy: a long input is not held twice
+                batch = torch.from_numpy(np.ascontiguousarray(inputs[idx[0]], dtype=np.float32)[None])
+            else:
+                batch = torch.from_numpy(np.stack([np.asarray(inputs[i], dtype=np.float32) for i in idx]))
             y = self._forward(fn, batch).numpy()
             for j, i in enumerate(idx):
                 out[i] = np.ascontiguousarray(y[j], dtype=np.float32)

@@ -10,11 +10,13 @@ file must fit). Only the encoder runs: ``[B, N]`` at 24 kHz -> ``[B, ceil(N/320)
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
 
 from foleybench import weights as W
+from foleybench.memtrim import trim
 from foleybench.metrics.embedders.audio_base import AudioEmbedder
 from foleybench.metrics.embedders.base import build_net
 
@@ -52,60 +54,95 @@ class EnCodec(AudioEmbedder):
     frames_level = True
     min_seconds = HOP / SAMPLE_RATE  # one latent frame
 
-    # Inputs longer than this run the convolutions in chunks (memory bounded by the chunk,
-    # not the input: 10 minutes took 10.4 GB whole). Chunks start CONTEXT samples early and
-    # drop those outputs; the causal conv stack reaches back < 1000 samples, so each kept
-    # frame sees what it sees in one pass. The LSTM and last conv, at 75 Hz, run whole.
-    chunk_samples: int = 10 * SAMPLE_RATE   # multiple of HOP
+    # Inputs longer than two chunks (10 s) run the convolutions in chunks (memory bounded by
+    # the chunk, not the input: 10 minutes took 10.4 GB whole). Chunks start CONTEXT samples
+    # early and drop those outputs; the causal conv stack reaches back < 1000 samples, so
+    # each kept frame sees what it sees in one pass. The chunk (5 s) is half the longest
+    # one-pass input, so a long input peaks below a 10 s one.
+    chunk_samples: int = 5 * SAMPLE_RATE   # multiple of HOP
     CONTEXT = 10 * HOP
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, T, 128]`` continuous encoder latents."""
-        if x.shape[-1] <= self.chunk_samples:
+        if x.shape[-1] <= 2 * self.chunk_samples:
             z = self.net.encoder(x[:, None, :])   # [B, 128, T]
         else:
             z = self._encode_chunked(x[:, None, :])
         return z.transpose(1, 2)
 
     def _encode_chunked(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder of ``x`` ``[B, 1, N]``, its strided conv stack chunk by chunk."""
+        """The encoder of ``x`` ``[B, 1, N]``, streamed: its strided conv stack chunk by chunk,
+        each chunk's 512-channel frames fed straight on to the LSTM and final conv
+        (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input."""
         layers = list(self.net.encoder.model)
         cut = next(i for i, m in enumerate(layers) if type(m).__name__ == "SLSTM")
         convs, rest = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
         n, step, ctx = x.shape[-1], self.chunk_samples, self.CONTEXT
-        parts = []
+        stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT)
         for start in range(0, n, step):
             lo = max(0, start - ctx)
             y = convs(x[..., lo:min(n, start + step)])
-            parts.append(y[..., (start - lo) // HOP:])
-        return self._rest_chunked(rest, torch.cat(parts, dim=-1))
+            stream.push(y[..., (start - lo) // HOP:])
+            del y
+            trim()  # the chunk's freed activations back to the OS (foleybench.memtrim)
+        return stream.finish()
 
     LATENT_CHUNK = 750   # latent frames (10 s) per LSTM / final-conv step
     TAIL_CONTEXT = 16    # > the final causal conv's reach (kernel 7)
 
     def _rest_chunked(self, rest: nn.Sequential, z: torch.Tensor) -> torch.Tensor:
-        """``rest(z)`` (SLSTM, ELU, final causal conv) over ``z`` ``[B, 512, T]`` in time
-        chunks: the LSTM carries its (h, c) state from chunk to chunk (the same recurrence as
-        one pass; run whole, its input projections for all T steps cost ~4x the input), and
-        the final conv sees TAIL_CONTEXT frames of the previous chunk, whose outputs are
-        dropped. Equal to ``rest(z)`` to float32 rounding."""
-        slstm, tail = rest[0], nn.Sequential(*list(rest)[1:])
-        t_all, step = z.shape[-1], self.LATENT_CHUNK
-        if type(slstm).__name__ != "SLSTM" or t_all <= step:
-            return rest(z)
-        state, prev, out = None, None, []
-        for s in range(0, t_all, step):
-            seg = z[..., s:s + step].permute(2, 0, 1)            # [t, B, C]
-            y, state = slstm.lstm(seg, state)
-            if slstm.skip:
-                y = y + seg
-            y = y.permute(1, 2, 0)                              # [B, C, t]
-            if prev is None:
-                out.append(tail(y))
-            else:
-                out.append(tail(torch.cat([prev, y], dim=-1))[..., prev.shape[-1]:])
-            prev = y[..., -self.TAIL_CONTEXT:]
-        return torch.cat(out, dim=-1)
+        """``rest(z)`` (SLSTM, ELU, final causal conv) over a whole ``z`` ``[B, 512, T]``
+        in LATENT_CHUNK steps (:class:`_LatentStream`); equal to ``rest(z)`` to float32 rounding."""
+        stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT)
+        stream.push(z)
+        return stream.finish()
+
+
+class _LatentStream:
+    """``rest(z)`` (SLSTM, ELU, final causal conv) of a ``z`` ``[B, 512, T]`` that arrives
+    in pieces, computed in steps of ``chunk`` frames: the LSTM carries its (h, c) state from
+    step to step (the same recurrence as one pass; run whole, its input projections for all
+    T steps cost ~4x the input), and the final conv sees ``context`` frames of the previous
+    step, whose outputs are dropped. Steps are ``chunk`` frames whatever the pieces' sizes
+    (the last one shorter); a ``z`` of at most ``chunk`` frames is one step, ``rest(z)``."""
+
+    def __init__(self, rest: nn.Sequential, chunk: int, context: int):
+        self.slstm, self.tail = rest[0], nn.Sequential(*list(rest)[1:])
+        self.rest, self.chunk, self.context = rest, chunk, context
+        self.pending: list[torch.Tensor] = []
+        self.n_pending = 0
+        self.state: Any = None
+        self.prev: torch.Tensor | None = None
+        self.out: list[torch.Tensor] = []
+        self.whole = type(self.slstm).__name__ != "SLSTM"  # unknown layout: one pass at the end
+
+    def push(self, z: torch.Tensor) -> None:
+        self.pending.append(z)
+        self.n_pending += z.shape[-1]
+        while not self.whole and self.n_pending > self.chunk:
+            buf = torch.cat(self.pending, dim=-1)
+            self._step(buf[..., :self.chunk])
+            self.pending, self.n_pending = [buf[..., self.chunk:]], buf.shape[-1] - self.chunk
+
+    def finish(self) -> torch.Tensor:
+        rem = torch.cat(self.pending, dim=-1)
+        if self.whole:
+            return self.rest(rem)
+        if rem.shape[-1] or not self.out:
+            self._step(rem)
+        return torch.cat(self.out, dim=-1)
+
+    def _step(self, z: torch.Tensor) -> None:
+        seg = z.permute(2, 0, 1)                                 # [t, B, C]
+        y, self.state = self.slstm.lstm(seg, self.state)
+        if self.slstm.skip:
+            y = y + seg
+        y = y.permute(1, 2, 0)                                  # [B, C, t]
+        if self.prev is None:
+            self.out.append(self.tail(y))
+        else:
+            self.out.append(self.tail(torch.cat([self.prev, y], dim=-1))[..., self.prev.shape[-1]:])
+        self.prev = y[..., -self.context:]
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",

@@ -70,15 +70,39 @@ def fbank_clip(wave: torch.Tensor, sr: int = AUDIO_RATE) -> torch.Tensor:
     return ((fb - FBANK_MEAN) / FBANK_STD).unsqueeze(0)
 
 
-def video_clips(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` (already sampled at 0.5 fps) -> float ``[3 max(T-1, 1), 3, 2, 224, 224]``."""
+GROUP_ROWS = 96    # 2-frame clips of several videos embedded in one pass (8 clips of 10 s)
+SUBCLIP_CHUNK = 32  # 2-frame clips per pass when one video has more (long videos)
+
+
+def video_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` (already sampled at 0.5 fps) -> uint8 ``[max(T, 2), 3, H', W']``,
+    short side resized to 224 (a single frame is repeated: ImageBind's image path)."""
     x = vp.frames_to_tensor(frames)
     x = vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8")
-    x = vp.normalize(x, vp.CLIP_MEAN, vp.CLIP_STD)  # [T, 3, H, W]
-    if len(x) == 1:
-        x = x.repeat(2, 1, 1, 1)
-    clips = [c[i:i + 2].transpose(0, 1) for c in vp.three_crops(x, 224) for i in range(len(x) - 1)]
-    return torch.stack(clips)
+    return x.repeat(2, 1, 1, 1) if len(x) == 1 else x
+
+
+def n_subclips(n_frames: int) -> int:
+    """2-frame clips of a video of ``n_frames`` (>= 2) resized frames: 3 crops x pairs."""
+    return 3 * (n_frames - 1)
+
+
+def subclips(frames: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """2-frame clips ``lo..hi-1`` of uint8 ``[T, 3, H, W]`` frames (order: crop, then frame
+    pair) -> float ``[hi - lo, 3, 2, 224, 224]``, normalised; only those clips are built."""
+    pairs = len(frames) - 1
+    out = []
+    for j in range(lo, hi):
+        c, i = divmod(j, pairs)
+        crop = vp.three_crops(frames[i:i + 2], 224)[c]
+        out.append(vp.normalize(crop, vp.CLIP_MEAN, vp.CLIP_STD).transpose(0, 1))
+    return torch.stack(out)
+
+
+def video_clips(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` (already sampled at 0.5 fps) -> float ``[3 max(T-1, 1), 3, 2, 224, 224]``."""
+    x = video_frames(frames)
+    return subclips(x, 0, n_subclips(len(x)))
 
 
 class ImageBind(VideoEmbedder):
@@ -118,7 +142,9 @@ class ImageBind(VideoEmbedder):
                 raise InputError(path, f"video shorter than one frame at {VIDEO_FPS} fps ({dur:.2f} s)")
             return idx
 
-        return video_clips(read_frames(path, duration_s=ctx.clip_seconds, pick=pick).frames).numpy()
+        # uint8 resized frames (the 2-frame clips are built when embedded, a chunk at a time):
+        # a long video's clips would be 3 x 2 float copies of every frame.
+        return video_frames(read_frames(path, duration_s=ctx.clip_seconds, pick=pick).frames).numpy()
 
     def _apply(self, fn: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         res: list[np.ndarray | None] = [None] * len(inputs)
@@ -132,8 +158,29 @@ class ImageBind(VideoEmbedder):
         return res  # type: ignore[return-value]
 
     def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
-        """Video embeddings, ``[1, dim]`` per clip (mean of unit vectors; not unit itself)."""
-        return self._apply(self.net.embed_vision, inputs)
+        """Video embeddings, ``[1, dim]`` per clip (mean of unit vectors; not unit itself).
+
+        ``inputs``: :meth:`load_input`'s uint8 frames. Videos of one shape whose 2-frame
+        clips number at most :data:`GROUP_ROWS` in all share one pass; a video with more is
+        embedded :data:`SUBCLIP_CHUNK` clips at a time and its unit vectors averaged (the
+        same rows and the same mean; memory bounded by the chunk, not the video's length)."""
+        res: list[np.ndarray | None] = [None] * len(inputs)
+        groups: dict[tuple, list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(tuple(np.shape(x)), []).append(i)
+        for shape, idx in groups.items():
+            frames = [torch.from_numpy(np.asarray(inputs[i])) for i in idx]
+            s = n_subclips(shape[0])
+            if len(idx) * s <= GROUP_ROWS:
+                y = self._forward(self.net.embed_vision, torch.stack([subclips(f, 0, s) for f in frames]))
+                for j, i in enumerate(idx):
+                    res[i] = y[j:j + 1].numpy().astype(np.float32)
+                continue
+            for f, i in zip(frames, idx):
+                rows = torch.cat([self._forward(self.net.embed_vision_rows, subclips(f, lo, min(lo + SUBCLIP_CHUNK, s)))
+                                  for lo in range(0, s, SUBCLIP_CHUNK)])
+                res[i] = rows.mean(dim=0, keepdim=True).numpy().astype(np.float32)
+        return res  # type: ignore[return-value]
 
     embed_video = embed_inputs
 
@@ -143,8 +190,9 @@ class ImageBind(VideoEmbedder):
     # ---------------------------------------------------------------- audio side
     def load_audio(self, path: str, ctx: ScoreContext) -> np.ndarray:
         """-> float32 ``[3, 1, 128, 204]`` normalised fbanks of one audio file."""
-        a = media.read_audio(path)
-        wave = media.preprocess_audio(a.samples, a.sample_rate, AUDIO_RATE, ctx.clip_seconds)
+        from foleybench.media_long import load_preprocessed
+
+        wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds)  # a long file is streamed
         if wave.size < 400:  # one 25 ms fbank frame
             raise InputError(path, f"audio too short for ImageBind ({wave.size} samples at {AUDIO_RATE} Hz)")
         w = torch.from_numpy(wave)

@@ -190,16 +190,22 @@ class ImageBindAV(nn.Module):
         self.modality_postprocessors = nn.ModuleDict({
             "vision": Normalize(), "audio": nn.Sequential(Normalize(), LogitScale(20.0))})
 
-    def _embed(self, m: str, x: torch.Tensor) -> torch.Tensor:
-        b, s = x.shape[:2]
-        x = x.reshape(b * s, *x.shape[2:])
+    def _rows(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        """``[N, ...]`` inputs of modality ``m`` -> their ``[N, out_dim]`` postprocessed embeddings."""
         x = self.modality_preprocessors[m](x)
         x = self.modality_heads[m](self.modality_trunks[m](x))
-        x = self.modality_postprocessors[m](x)
-        return x.reshape(b, s, -1).mean(dim=1)
+        return self.modality_postprocessors[m](x)
+
+    def _embed(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        b, s = x.shape[:2]
+        return self._rows(m, x.reshape(b * s, *x.shape[2:])).reshape(b, s, -1).mean(dim=1)
 
     def embed_vision(self, x: torch.Tensor) -> torch.Tensor:
         return self._embed("vision", x)
+
+    def embed_vision_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, 2, 224, 224]`` 2-frame clips -> ``[N, out_dim]`` unit vectors (not averaged)."""
+        return self._rows("vision", x)
 
     def embed_audio(self, x: torch.Tensor) -> torch.Tensor:
         return self._embed("audio", x)

@@ -147,8 +147,9 @@ def video_segments(path: str, ctx: ScoreContext) -> Segments:
 
 
 def audio_segments(path: str, ctx: ScoreContext) -> Segments:
-    a = media.read_audio(path)
-    wave = media.preprocess_audio(a.samples, a.sample_rate, AUDIO_RATE, ctx.clip_seconds)
+    from foleybench.media_long import load_preprocessed
+
+    wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds)  # a long file is streamed
     n_seg = n_segments(wave.size, SEG_SAMPLES, HOP_SAMPLES)
     if n_seg < WINDOW_SEGMENTS:
         raise TooShort(path, f"audio is {wave.size / AUDIO_RATE:.2f} s: {n_seg} segments, fewer than one "

@@ -1,0 +1,152 @@
+"""Long inputs with bounded memory (issue 15, item 7): the streamed paths compute exactly
+what the whole-file paths compute.
+
+The memory figures themselves are measured by ``benchmarks/perf_memory.py`` (minutes, not a
+test); here the streamed code runs on short files with its thresholds and block sizes
+shrunk, so every branch (several resampler blocks, an early stop at the protocol length,
+AAC's held-back tail) is exercised against the plain reader, bit for bit.
+"""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from foleybench import media, media_long
+from foleybench.api import InputError
+
+
+def _aac(path, seconds: float, rate: int = 44100, channels: int = 2, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    c = av.open(str(path), "w")
+    st = c.add_stream("aac", rate=rate)
+    st.layout = "stereo" if channels == 2 else "mono"
+    pts = 0
+    for _ in range(int(seconds * rate / 1024)):
+        x = (0.1 * rng.standard_normal((channels, 1024)) + 0.02).astype(np.float32)
+        fr = av.AudioFrame.from_ndarray(x, format="fltp", layout=st.layout.name)
+        fr.sample_rate, fr.pts = rate, pts
+        pts += 1024
+        for p in st.encode(fr):
+            c.mux(p)
+    for p in st.encode():
+        c.mux(p)
+    c.close()
+    return str(path)
+
+
+def _wav(path, seconds: float, rate: int = 22050, channels: int = 2, seed: int = 1) -> str:
+    rng = np.random.default_rng(seed)
+    x = (0.1 * rng.standard_normal((int(seconds * rate), channels)) + 0.05).astype(np.float32)
+    sf.write(str(path), x, rate, subtype="FLOAT")
+    return str(path)
+
+
+@pytest.fixture()
+def small_blocks(monkeypatch):
+    """Every file counts as long; resampler blocks of 32768 input samples, soundfile blocks
+    of 1000 samples, AAC held back at most 0.05 s."""
+    monkeypatch.setattr(media_long, "LEAN_ABOVE_S", 0.0)
+    monkeypatch.setattr(media, "RESAMPLE_BLOCK", 1 << 15)
+    monkeypatch.setattr(media_long, "_BLOCK", 1000)
+    monkeypatch.setattr(media_long, "HOLD_MAX_S", 0.05)
+
+
+@pytest.mark.parametrize("kind", ["wav", "aac"])
+def test_blocks_concatenate_to_the_reader(tmp_path, small_blocks, kind):
+    path = _wav(tmp_path / "a.wav", 3.0) if kind == "wav" else _aac(tmp_path / "a.m4a", 3.0)
+    whole = media.read_audio(path).samples
+    blocks = list(media_long.iter_audio_blocks(path))
+    assert len(blocks) > 3  # really streamed
+    assert np.array_equal(np.concatenate(blocks, axis=1), whole)
+    scan = media_long.scan_audio(path)
+    assert scan.n_samples == whole.shape[1] and scan.channels == whole.shape[0]
+    assert scan.peak == float(np.abs(whole).max())
+    assert scan.mean == media.to_mono(whole).mean(dtype=np.float64).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["wav", "aac"])
+@pytest.mark.parametrize("rate", [16000, 48000])
+@pytest.mark.parametrize("secs", [None, 2.5])
+def test_streamed_preprocessing_is_the_plain_path_bit_for_bit(tmp_path, small_blocks, kind, rate, secs):
+    path = _wav(tmp_path / "a.wav", 3.0) if kind == "wav" else _aac(tmp_path / "a.m4a", 3.0)
+    clip = media.read_audio(path)
+    # the plain path, with the same block schedule for the whole-array resampler
+    plain = media.preprocess_audio(clip.samples, clip.sample_rate, rate, secs)
+    lean = media_long.load_preprocessed(path, rate, secs)
+    assert lean.dtype == np.float32 and lean.shape == plain.shape
+    assert np.array_equal(lean, plain)
+
+
+def test_same_rate_streams_without_resampling(tmp_path, small_blocks):
+    path = _wav(tmp_path / "a.wav", 2.0, rate=16000)
+    clip = media.read_audio(path)
+    for secs in (None, 0.5):
+        assert np.array_equal(media_long.load_preprocessed(path, 16000, secs),
+                              media.preprocess_audio(clip.samples, 16000, 16000, secs))
+
+
+def test_stream_errors_name_the_file(tmp_path, small_blocks):
+    bad = tmp_path / "nan.wav"
+    x = np.zeros((5000, 1), np.float32)
+    x[4500] = np.nan  # in the 5th soundfile block: found while streaming
+    sf.write(str(bad), x, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match="nan.wav.*NaN"):
+        media_long.load_preprocessed(str(bad), 16000, None)
+    empty = tmp_path / "empty.wav"
+    sf.write(str(empty), np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(InputError, match="empty.wav"):
+        media_long.scan_audio(str(empty))
+    video_only = tmp_path / "v.mp4"
+    media.write_mp4(video_only, np.zeros((4, 16, 16, 3), np.uint8), 4.0)
+    with pytest.raises(InputError, match="no audio track"):
+        media_long.load_preprocessed(str(video_only), 16000, None)
+
+
+def test_pairing_reads_the_length_and_silence_by_streaming(tmp_path, small_blocks):
+    from foleybench.api import ClipPair
+    from foleybench.pairing import _check_pred
+
+    loud = _wav(tmp_path / "loud.wav", 1.5)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), np.zeros((24000, 2), np.float32), 16000)
+    w, secs, step = _check_pred(ClipPair(clip_id="a", task="v2a", pred_audio=loud), True)
+    assert w is None and secs == pytest.approx(int(1.5 * 22050) / 22050) and step == 1 / 22050
+    w, secs, _ = _check_pred(ClipPair(clip_id="b", task="v2a", pred_audio=str(quiet)), True)
+    assert w is not None and "silent" in w and secs == 1.5
+
+
+def test_imagebind_long_video_is_embedded_in_chunks(monkeypatch):
+    from foleybench.metrics.embedders import imagebind as ib
+
+    emb = ib.build(mode="proxy", seed=0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (t, 48, 64, 3), dtype=np.uint8) for t in (5, 5, 2)]
+    inputs = [ib.video_frames(f).numpy() for f in frames]
+    assert inputs[0].dtype == np.uint8 and inputs[0].shape == (5, 3, 224, 298)
+    whole = emb.embed_inputs(inputs)
+    # old layout: all clips of a video as one float array, embedded in one pass
+    ref = [emb._forward(emb.net.embed_vision, ib.video_clips(f)[None]).numpy() for f in frames]
+    for a, b in zip(whole, ref):
+        assert a.shape == (1, emb.dim) and np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(ib, "GROUP_ROWS", 0)
+    monkeypatch.setattr(ib, "SUBCLIP_CHUNK", 5)  # 12 clips of the 5-frame videos: 3 chunks
+    chunked = emb.embed_inputs(inputs)
+    for a, b in zip(chunked, ref):
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_imagebind_subclips_are_the_old_clip_layout():
+    from foleybench.metrics.embedders import imagebind as ib
+    from foleybench.metrics.functional import video_preprocess as vp
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (4, 100, 150, 3), dtype=np.uint8)
+    x = vp.resize(vp.frames_to_tensor(frames), vp.short_side_size(100, 150, 224), "bicubic_aa_uint8")
+    x = vp.normalize(x, vp.CLIP_MEAN, vp.CLIP_STD)
+    old = torch.stack([c[i:i + 2].transpose(0, 1) for c in vp.three_crops(x, 224) for i in range(3)])
+    new = ib.video_clips(frames)
+    assert torch.equal(new, old)
+    assert torch.equal(ib.subclips(ib.video_frames(frames), 4, 7), old[4:7])
