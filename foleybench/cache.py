@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from foleybench.api import Embedder, FoleybenchError, InputError, ScoreContext
 from foleybench.hashing import sha256_file_cached
@@ -143,7 +141,10 @@ class EmbeddingCache:
                 os.unlink(tmp)
 
 
-class _Inputs(Dataset):
+class _Inputs:
+    """The files to decode, as a map-style dataset for torch's DataLoader (duck-typed, so
+    this module imports torch only when something has to be computed)."""
+
     def __init__(self, paths: Sequence[str], load: Callable[[str], Any]):
         self.paths, self.load = list(paths), load
 
@@ -193,6 +194,8 @@ def cached_apply(
                 continue
         todo.append(i)
     if todo:
+        from torch.utils.data import DataLoader  # here: a fully cached call never imports torch
+
         loader = DataLoader(_Inputs([paths[i] for i in todo], load), batch_size=max(1, ctx.batch_size),
                             num_workers=ctx.num_workers, collate_fn=list)
         from foleybench.progress import track
@@ -214,7 +217,7 @@ def cached_apply(
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")
             for (i, _), v in zip(good, values):
-                v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float32)
+                v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
                 if not np.all(np.isfinite(v)):
                     out[i] = InputError(paths[i], f"{embedder.name} produced non-finite values")
                     continue
