@@ -24,6 +24,19 @@ def _torch() -> Any:
     return torch
 
 
+def _gpu_driver_present() -> bool:
+    """False only where no CUDA (or ROCm) device can exist: Linux without the NVIDIA
+    (``/dev/nvidiactl``), WSL (``/dev/dxg``) or ROCm (``/dev/kfd``) device nodes, so that
+    ``torch.cuda.is_available()`` would be False. True (ask torch) everywhere else, and
+    whenever torch is imported already (asking it then costs nothing)."""
+    import os
+    import sys
+
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd"))
+
+
 def _cuda_available() -> bool:
     """Whether CUDA is usable (imports torch: only asked for a "cuda..." device)."""
     return bool(_torch().cuda.is_available())
@@ -35,8 +48,8 @@ def resolve_device(device: str | None) -> str:
     Under torchrun/srun (LOCAL_RANK or SLURM_LOCALID set, world size > 1), "auto" and
     "cuda" are ``cuda:LOCAL_RANK``: each rank on its own GPU."""
     device = (device or "auto").lower()
-    if device == "cpu":  # the common case answers without importing torch
-        return device
+    if device == "cpu" or (device == "auto" and not _gpu_driver_present()):
+        return "cpu"  # answered without importing torch (seconds a cached re-score saves)
     torch = _torch()
     if device in ("auto", "cuda") and torch.cuda.is_available():
         from foleybench.distributed import current

@@ -43,7 +43,7 @@ def _score(tmp: Path, data: Path, pred: Path, tag: str) -> tuple[dict, list[str]
            "PYTHONPATH": str(REPO)}
     out, mods = tmp / f"{tag}.json", tmp / f"{tag}.modules.json"
     cmd = [sys.executable, "-c", _HOOK.format(heavy=HEAVY), str(mods), "score", "--task", "v2a",
-           "--pred", str(pred), "--ref", str(data), "--metrics", "fd_vggish,fd_panns,kl_panns", "--proxy",
+           "--pred", str(pred), "--ref", str(data), "--metrics", "fd_vggish,fd_panns,kl_panns,fd_melstat", "--proxy",
            "--device", "cpu", "--cache-dir", str(tmp / "cache"), "--out", str(out), "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -66,7 +66,7 @@ def test_cached_rescore_imports_no_torch_and_repeats_values(tmp_path):
     assert "torch" in mods_first  # the networks ran: the check below can tell the difference
     again, mods_again = _score(tmp_path, manifest.root, tmp_path / "pred", "again")
     assert mods_again == [], f"a fully cached re-score imported {mods_again}"
-    assert set(_values(first)) == {"fd_vggish", "fd_panns", "kl_panns"}
+    assert set(_values(first)) == {"fd_vggish", "fd_panns", "kl_panns", "fd_melstat"}
     assert all(m["value"] is not None for m in _values(first).values())
     assert json.dumps(_values(again)) == json.dumps(_values(first))  # same values, same bits, same order
     assert list((tmp_path / "cache" / "values").rglob("*.json"))  # the Frechet results were memoised
@@ -165,3 +165,21 @@ def test_value_memo_round_trips_bits_and_refuses_bad_entries(tmp_path):
     assert memo.get(key) is None
     memo.put(key, {"value": float("nan")})  # NaN != NaN: not stored, recomputed next time
     assert memo.get(key) is None
+
+
+# ----------------------------------------------------------------------- deferred networks
+def test_deferred_network_keeps_the_proxy_memo_key_and_builds_the_same_class(monkeypatch):
+    monkeypatch.delenv("FOLEYBENCH_EAGER_PROXY", raising=False)
+    from foleybench.metrics.embedders import base, panns, vggish
+
+    for name, cls, target in [("vggish", vggish.VGGishNet, "foleybench.metrics.embedders.vggish:VGGishNet"),
+                              ("panns", panns.Cnn14, "foleybench.metrics.embedders.panns:Cnn14")]:
+        lazy = base.Deferred(target)
+        assert base._memo_key(name, lazy, 3) == base._memo_key(name, cls, 3)  # memo entries still match
+        assert lazy.resolve() is cls
+    import torch
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported it: read from the file
+    assert base._torch_version() == str(torch.__version__)
+    with pytest.raises(Exception, match="package.module:QualName"):
+        base.Deferred("no_colon_here")
