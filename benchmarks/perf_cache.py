@@ -12,6 +12,11 @@ embedding cached.
 measured in the same interleaved loop. Figures: ``cache.rescore_speedup_<set>`` =
 (first - startup) / (cached - startup); ``cache.rescore_speedup_<set>_raw`` without the
 start-up subtraction; the seconds behind them. Goal: >= 10x beyond start-up.
+
+What the cached run skips: every embedding (foleybench.cache), every evaluator network
+(built on the first cache miss only), torch and the other heavy imports (the embedders'
+light modules, metrics/embedders/*_embedder.py), and the Frechet statistics (their results
+memoised under the cache folder, foleybench.cache.ValueMemo).
 """
 from __future__ import annotations
 

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from foleybench.api import Embedder, FoleybenchError, InputError, ScoreContext
 from foleybench.hashing import sha256_file_cached
@@ -143,7 +141,10 @@ class EmbeddingCache:
                 os.unlink(tmp)
 
 
-class _Inputs(Dataset):
+class _Inputs:
+    """The files to decode, as a map-style dataset for torch's DataLoader (duck-typed, so
+    this module imports torch only when something has to be computed)."""
+
     def __init__(self, paths: Sequence[str], load: Callable[[str], Any]):
         self.paths, self.load = list(paths), load
 
@@ -193,6 +194,8 @@ def cached_apply(
                 continue
         todo.append(i)
     if todo:
+        from torch.utils.data import DataLoader  # here: a fully cached call never imports torch
+
         loader = DataLoader(_Inputs([paths[i] for i in todo], load), batch_size=max(1, ctx.batch_size),
                             num_workers=ctx.num_workers, collate_fn=list)
         from foleybench.progress import track
@@ -214,7 +217,7 @@ def cached_apply(
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")
             for (i, _), v in zip(good, values):
-                v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float32)
+                v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
                 if not np.all(np.isfinite(v)):
                     out[i] = InputError(paths[i], f"{embedder.name} produced non-finite values")
                     continue
@@ -237,3 +240,58 @@ def logits_files(embedder: Embedder, paths: Sequence[str], ctx: ScoreContext) ->
     if fn is None:
         raise FoleybenchError(f"embedder {embedder.name!r} has no classifier head (logits)")
     return cached_apply(embedder, paths, ctx, "logits", apply=fn)
+
+
+# ------------------------------------------------------------------ computed values
+class ValueMemo:
+    """Results of deterministic computations on cached embeddings, keyed by their inputs.
+
+    The costly step of a re-score, once every embedding is cached, is the statistics: a
+    Frechet distance at D = 2048 is an eigendecomposition of seconds. Its inputs (the
+    embedding rows, the options, the implementation) determine its bits, so the value
+    computed once is the value of every re-run with the same key. Entries are
+    ``ROOT/values/ab/{key}.json`` holding the key and a JSON document (floats written
+    with ``repr``, so they read back bit for bit), written atomically; an unreadable or
+    foreign entry is recomputed (and replaced), never trusted.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser() / "values"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        import json
+
+        try:
+            doc = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("key") != key or "value" not in doc:
+            return None
+        return doc["value"]
+
+    def put(self, key: str, value: Any) -> None:
+        """Store ``value`` when it survives a JSON round trip unchanged (else nothing)."""
+        import json
+
+        text = json.dumps({"key": key, "value": value})  # insertion order kept: results read the same
+        if json.loads(text)["value"] != value:
+            return
+        p = self._path(key)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        except OSError:
+            return  # an unwritable cache only costs the computation next time
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, p)
+        except OSError:
+            pass
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

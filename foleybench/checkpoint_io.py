@@ -30,11 +30,15 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from foleybench.api import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a file is read, not at import time: a fully cached re-score
+# imports this module (through foleybench.weights) without ever reading a checkpoint.
 
 _ZIP = b"PK\x03\x04"
 _PICKLE = b"\x80"  # pickle PROTO opcode: legacy (non-zip) torch.save files start with it
@@ -141,6 +145,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if any("/code/" in n or n.startswith("code/") for n in names):
             raise CheckpointError(str(path), "is a TorchScript archive, not a state dict "
                                              "(only the embedders that accept TorchScript read it)")
+    import torch
+
     try:
         with torch.serialization.safe_globals(_numpy_data_globals()):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -156,6 +162,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _all_tensors(d: Any) -> bool:
+    import torch
+
     return isinstance(d, Mapping) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
@@ -183,6 +191,8 @@ def read_torchscript(path: str | os.PathLike) -> torch.jit.ScriptModule:
     head = _check_file(path)
     if not head.startswith(_ZIP) or not is_torchscript_archive(path):
         raise CheckpointError(str(path), "is not a TorchScript archive (torch.jit.save)")
+    import torch
+
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:

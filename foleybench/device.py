@@ -9,11 +9,37 @@ model that wants mixed precision) runs its forward pass under :func:`inference` 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from foleybench.api import FoleybenchError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _torch() -> Any:
+    """torch, imported on first use (a fully cached re-score never needs it)."""
+    import torch
+
+    return torch
+
+
+def _gpu_driver_present() -> bool:
+    """False only where no CUDA (or ROCm) device can exist: Linux without the NVIDIA
+    (``/dev/nvidiactl``), WSL (``/dev/dxg``) or ROCm (``/dev/kfd``) device nodes, so that
+    ``torch.cuda.is_available()`` would be False. True (ask torch) everywhere else, and
+    whenever torch is imported already (asking it then costs nothing)."""
+    import os
+    import sys
+
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd"))
+
+
+def _cuda_available() -> bool:
+    """Whether CUDA is usable (imports torch: only asked for a "cuda..." device)."""
+    return bool(_torch().cuda.is_available())
 
 
 def resolve_device(device: str | None) -> str:
@@ -22,6 +48,9 @@ def resolve_device(device: str | None) -> str:
     Under torchrun/srun (LOCAL_RANK or SLURM_LOCALID set, world size > 1), "auto" and
     "cuda" are ``cuda:LOCAL_RANK``: each rank on its own GPU."""
     device = (device or "auto").lower()
+    if device == "cpu" or (device == "auto" and not _gpu_driver_present()):
+        return "cpu"  # answered without importing torch (seconds a cached re-score saves)
+    torch = _torch()
     if device in ("auto", "cuda") and torch.cuda.is_available():
         from foleybench.distributed import current
 
@@ -56,10 +85,17 @@ def resolve_device(device: str | None) -> str:
 #   bits only, which shows as rounding-level noise in embeddings, not as inf/NaN.
 # The precision actually used is part of every embedder's preprocess id (cache key) on
 # GPU, so bf16 and fp32 embeddings never share a cache entry.
-AMP_DTYPE = torch.bfloat16
+AMP_DTYPE_NAME = "bfloat16"
+
+
+def __getattr__(name: str) -> Any:  # AMP_DTYPE stays importable without a torch import here
+    if name == "AMP_DTYPE":
+        return getattr(_torch(), AMP_DTYPE_NAME)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _native_bf16() -> bool:
+    torch = _torch()
     try:
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     except TypeError:  # older torch: no emulation flag
@@ -69,9 +105,9 @@ def _native_bf16() -> bool:
 def amp_dtype(device: str) -> torch.dtype | None:
     """The autocast dtype on ``device``: bfloat16 on a CUDA device with native bf16,
     None (full float32) everywhere else, including "cuda" asked for where CUDA is absent."""
-    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+    if not str(device).startswith("cuda") or not _cuda_available():
         return None
-    return AMP_DTYPE if _native_bf16() else None
+    return getattr(_torch(), AMP_DTYPE_NAME) if _native_bf16() else None
 
 
 def precision(device: str, enabled: bool = True) -> str:
@@ -85,7 +121,7 @@ def autocast(device: str, enabled: bool = True) -> ContextManager[Any]:
     dtype = amp_dtype(device) if enabled else None
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return _torch().autocast(device_type="cuda", dtype=dtype)
 
 
 def full_precision(device: str) -> ContextManager[Any]:
@@ -93,11 +129,11 @@ def full_precision(device: str) -> ContextManager[Any]:
     context where :func:`autocast` would not have switched it on."""
     if amp_dtype(device) is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", enabled=False)
+    return _torch().autocast(device_type="cuda", enabled=False)
 
 
 @contextlib.contextmanager
 def inference(device: str, amp: bool = True) -> Iterator[None]:
     """inference_mode + :func:`autocast`: no autograd; bf16 on CUDA when ``amp``, float32 on CPU."""
-    with torch.inference_mode(), autocast(device, amp):
+    with _torch().inference_mode(), autocast(device, amp):
         yield

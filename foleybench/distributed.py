@@ -28,6 +28,7 @@ import io
 import os
 import pickle
 import signal
+import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,9 @@ def current() -> DistEnv:
 
 def teardown() -> None:
     global _CURRENT
+    if "torch.distributed" not in sys.modules:  # no group can exist; a cached re-score never imports torch
+        _CURRENT = None
+        return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

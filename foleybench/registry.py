@@ -53,6 +53,15 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._pending: list[Callable[[], None]] = []
+
+    def defer(self, fill: Callable[[], None]) -> None:
+        """Run ``fill()`` (which adds entries) the first time this registry is read, not now."""
+        self._pending.append(fill)
+
+    def _settle(self) -> None:
+        while self._pending:
+            self._pending.pop(0)()
 
     def add(self, name: str, target: str, kwargs: dict | None = None, **meta: Any) -> None:
         if name in self._entries and self._entries[name].target != target:
@@ -60,9 +69,11 @@ class Registry:
         self._entries[name] = Entry(name, target, dict(kwargs or {}), meta)
 
     def names(self, pattern: str = "*") -> list[str]:
+        self._settle()
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def entry(self, name: str) -> Entry:
+        self._settle()
         try:
             return self._entries[name]
         except KeyError:
@@ -72,6 +83,7 @@ class Registry:
         return self.entry(name).build(**kwargs)
 
     def __contains__(self, name: str) -> bool:
+        self._settle()
         return name in self._entries
 
 
@@ -110,7 +122,10 @@ METRICS.add("desync", f"{_M}.desync:DeSync", modality="cross")
 # device="cpu", seed=0) -> Embedder``.
 for _emb in ["melstat", "vggish", "panns", "passt", "clap", "encodec", "i3d", "c3d", "clip", "imagebind",
              "synchformer"]:
-    EMBEDDERS.add(_emb, f"{_M}.embedders.{_emb}:build")
+    # vggish and panns: the module without the network (no torch import), so a fully
+    # cached re-score builds these embedders without importing their networks.
+    _mod = f"{_emb}_embedder" if _emb in ("vggish", "panns") else _emb
+    EMBEDDERS.add(_emb, f"{_M}.embedders.{_mod}:build")
 
 # Datasets.
 DATASETS.add("synthfoley", "foleybench.datasets.synthfoley:SynthFoley")
@@ -125,15 +140,24 @@ def plugin_modules() -> list[str]:
 
 
 def load_plugins() -> None:
-    """Import plugin modules and register every discovered family's model names."""
-    from foleybench import family
-
+    """Import plugin modules; every discovered family's model names join MODELS when
+    MODELS is first read (:func:`load_families`). Discovering families imports every
+    baseline module (torch among them), which a ``score`` run never needs."""
     for mod in plugin_modules():
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name != mod:
                 raise
+    if load_families not in MODELS._pending:  # as before: each call picks up new families
+        MODELS.defer(load_families)
+
+
+def load_families() -> None:
+    """Register every discovered family's model names (and, through discovery, the
+    families' weight records). Safe to call more than once."""
+    from foleybench import family
+
     for fam in family.families():
         for name in fam.model_names():
             MODELS.add(name, "foleybench.family:build_model", {"name": name}, tasks=(fam.task,),

@@ -90,9 +90,10 @@ def _load_records() -> None:
     """Import every embedder module: each declares its WeightRecords at import time."""
     import importlib
 
-    from foleybench.registry import EMBEDDERS, load_plugins
+    from foleybench.registry import EMBEDDERS, load_families, load_plugins
 
     load_plugins()
+    load_families()  # family checkpoints register their records when discovered
     for name in EMBEDDERS.names():
         module = EMBEDDERS.entry(name).target.partition(":")[0]
         try:
@@ -102,8 +103,28 @@ def _load_records() -> None:
                 raise
 
 
+def _load_record_of(name: str) -> None:
+    """Import the one embedder module registered under ``name`` (its record lives there),
+    so locating one checkpoint does not import every evaluator (and torch, librosa...)."""
+    import importlib
+
+    from foleybench.registry import EMBEDDERS
+
+    if name not in EMBEDDERS:
+        return
+    module = EMBEDDERS.entry(name).target.partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+
+
 def record(name: str) -> WeightRecord:
-    _load_records()
+    if name not in WEIGHTS:
+        _load_record_of(name)
+    if name not in WEIGHTS:
+        _load_records()
     if name not in WEIGHTS:
         from foleybench.registry import UnknownNameError
 

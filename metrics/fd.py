@@ -16,18 +16,49 @@ the result then reports ``n`` = clips and ``extras['n_frames_*']`` = frames.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
+import platform
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from foleybench.api import ClipPair, MetricValue, ScoreContext
-from foleybench.cache import embed_files
+from foleybench.cache import ValueMemo, embed_files
 from foleybench.metrics.base import PairedEmbedding
 from foleybench.metrics.embedders import get_embedder
 from foleybench.metrics.frechet_state import FrechetState, centred_stats
 from foleybench.metrics.functional.frechet import bootstrap_fd, fd_infinity, frechet_distance
 
 COVARIANCE = {0: "divided by N (ddof=0)", 1: "unbiased (N-1)"}
+
+_IMPL: dict[type, str] = {}
+# What can change the last bits of a Frechet value besides its inputs: BLAS threading.
+_THREAD_VARS = ("FOLEYBENCH_FRECHET_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _implementation_id(cls: type) -> str:
+    """sha256 of the code a Frechet result comes from (this module, the metric's own
+    module, the Frechet functions and statistics), numpy's and scipy's versions, the
+    machine and its BLAS thread settings: a value memoised under one never serves another."""
+    if cls not in _IMPL:
+        import scipy
+
+        from foleybench.metrics import frechet_state
+        from foleybench.metrics.functional import bootstrap, frechet
+
+        h = hashlib.sha256()
+        for f in sorted({__file__, inspect.getfile(cls), frechet.__file__, frechet_state.__file__,
+                         bootstrap.__file__}):
+            h.update(Path(f).read_bytes())
+        env = [np.__version__, scipy.__version__, platform.machine(), str(os.cpu_count()),
+               *(f"{v}={os.environ.get(v, '')}" for v in _THREAD_VARS)]
+        h.update("|".join(env).encode())
+        _IMPL[cls] = h.hexdigest()
+    return _IMPL[cls]
 
 
 class FrechetMetric(PairedEmbedding):
@@ -91,10 +122,43 @@ class FrechetMetric(PairedEmbedding):
         if gen.count < 2 or ref.count < 2:
             extras["reason"] = self.too_few
             return MetricValue(None, n, None, extras)
+        memo, key = self._memo(x_g, x_r, rows)
+        done = memo.get(key) if memo is not None else None
+        if done is not None:  # the same rows, options and code: the value computed before
+            extras.update(done["extras"])
+            ci = done["ci"]
+            return MetricValue(done["value"], n, tuple(ci) if ci is not None else None, extras)
         mu_g, s_g = centred_stats(x_g, self.ddof)
         mu_r, s_r = centred_stats(x_r, self.ddof)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
-        return MetricValue(float(value), n, self.finish(rows, mu_r, s_r, extras), extras)
+        before = dict(extras)
+        ci = self.finish(rows, mu_r, s_r, extras)
+        out = MetricValue(float(value), n, ci, extras)
+        if memo is not None:  # what finish added (the interval's options, FD-infinity...)
+            added = {k: v for k, v in extras.items() if k not in before or before[k] != v}
+            memo.put(key, {"value": out.value, "ci": list(ci) if ci is not None else None, "extras": added})
+        return out
+
+    def memo_options(self) -> dict[str, Any]:
+        """Everything besides the rows that can shape ``compute``'s result (memo key): the
+        metric's plain-valued attributes (ddof, n_boot, fd_inf, ...) and the run's seed."""
+        plain = {k: v for k, v in sorted(vars(self).items())
+                 if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
+        return {**plain, "seed": self.ctx.seed}
+
+    def _memo(self, x_g: np.ndarray, x_r: np.ndarray,
+              rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[ValueMemo | None, str]:
+        """The value memo of the embedding cache (None without one) and this result's key:
+        sha256 of the stacked float64 rows, each clip's row counts (the bootstrap resamples
+        clips), the options, the implementation's source and the numeric environment."""
+        if not self.ctx.cache_dir or os.environ.get("FOLEYBENCH_NO_VALUE_MEMO"):
+            return None, ""
+        h = hashlib.sha256(b"frechet-metric-v1|" + _implementation_id(type(self)).encode())
+        h.update(json.dumps([type(self).__qualname__, self.name, self.memo_options()], sort_keys=True).encode())
+        for x, counts in ((x_g, [len(g) for g, _ in rows]), (x_r, [len(r) for _, r in rows])):
+            h.update(f"|{x.shape}|{x.dtype}|{counts}|".encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        return ValueMemo(self.ctx.cache_dir), h.hexdigest()
 
     def provenance(self) -> dict[str, Any]:
         return {"metric": self.name, "version": self.version, **self.embedder.provenance()}

@@ -14,13 +14,15 @@ Every audio embedder is an :class:`AudioEmbedder` around one ``torch.nn.Module``
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
-import torch
 
 from foleybench.api import FoleybenchError, InputError, ScoreContext
 from foleybench.metrics.embedders.base import TorchEmbedder
+
+if TYPE_CHECKING:  # torch is imported where a batch runs (a cached re-score never does)
+    import torch
 
 RESAMPLER_ID = "torchaudio-sinc"
 
@@ -98,6 +100,8 @@ class AudioEmbedder(TorchEmbedder):
         for i, x in enumerate(inputs):
             groups[int(np.asarray(x).shape[-1])].append(i)
         out: list[np.ndarray | None] = [None] * len(inputs)
+        import torch
+
         for idx in groups.values():
             if len(idx) == 1:  # a view, not a copy: a long input is not held twice
                 batch = torch.from_numpy(np.ascontiguousarray(inputs[idx[0]], dtype=np.float32)[None])

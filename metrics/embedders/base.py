@@ -21,23 +21,56 @@ re-score never builds it; the build then checks its digest against the memo.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
+import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from foleybench import weights as W
 from foleybench.api import Embedder, FoleybenchError
 from foleybench.device import inference, precision
 
-Factory = Callable[[], nn.Module]
+if TYPE_CHECKING:  # torch is imported where a network is built or run, never at import
+    import torch
+    from torch import nn
+
+Factory = Callable[[], "nn.Module"]
 # (checkpoint path, factory) -> (loaded module, extra constructor kwargs for the embedder)
 Loader = Callable[[Path, Factory], "tuple[nn.Module, dict[str, Any]]"]
+
+
+class Deferred:
+    """A network class named by ``"package.module:QualName"``, imported when first called.
+
+    An embedder's light module passes one to :func:`build_net` as the factory, so building
+    the embedder of a fully cached re-score imports neither the network's module nor torch.
+    ``__module__`` / ``__qualname__`` are the target's (the proxy memo key reads them), and
+    ``Deferred(...)(*args)`` is ``QualName(*args)``.
+    """
+
+    def __init__(self, target: str):
+        module, _, qualname = target.partition(":")
+        if not module or not qualname:
+            raise FoleybenchError(f"Deferred: {target!r} is not 'package.module:QualName'")
+        self.__module__, self.__qualname__, self.__name__ = module, qualname, qualname.rpartition(".")[2]
+
+    def resolve(self) -> Any:
+        obj: Any = importlib.import_module(self.__module__)
+        for part in self.__qualname__.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.__module__}:{self.__qualname__})"
 
 
 class LazyNet:
@@ -151,6 +184,8 @@ def strict_loader(path: Path, make: Factory) -> tuple[nn.Module, dict[str, Any]]
 def _seeded(factory: Factory, seed: int) -> nn.Module:
     # Construction runs under the seed too: some modules (weight-normed convs,
     # nn.MultiheadAttention, bare Parameters) ignore reset_parameters.
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory()
@@ -173,6 +208,8 @@ def build_net(name: str, factory: Factory, *, mode: str, checkpoint: str | None 
     """
     if mode == "proxy":
         def make() -> nn.Module:
+            import torch
+
             net = _seeded(factory, seed)
             W.seeded_init(net, seed)
             if proxy_init is not None:
@@ -220,7 +257,28 @@ def _memo_key(name: str, factory: Factory, seed: int) -> str | None:
     fq = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
     if "<lambda>" in fq or "<locals>" in fq:  # closures may capture state the source does not show
         return None
-    return f"{name}|{fq}|seed={seed}|torch={torch.__version__}|src={_source_digest()[:16]}"
+    return f"{name}|{fq}|seed={seed}|torch={_torch_version()}|src={_source_digest()[:16]}"
+
+
+def _torch_version() -> str:
+    """``torch.__version__`` (e.g. ``2.11.0+cu130``, the local tag included), read from
+    torch/version.py when torch is not imported yet: importing torch costs seconds and a
+    fully cached re-score needs nothing else from it (package metadata drops the tag)."""
+    mod = sys.modules.get("torch")
+    if mod is not None:
+        return str(mod.__version__)
+    try:
+        spec = importlib.util.find_spec("torch")
+        locs = list(spec.submodule_search_locations or []) if spec else []
+        text = (Path(locs[0]) / "version.py").read_text() if locs else ""
+    except (ImportError, OSError, ValueError):
+        text = ""
+    m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    if m:
+        return m.group(1)
+    import torch
+
+    return str(torch.__version__)
 
 
 def _memo_path() -> Path:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-import torchaudio
 
 from foleybench import media
 from foleybench.api import Embedder, InputError, ScoreContext
@@ -31,9 +29,19 @@ class MelStat(Embedder):
         self.device = device
         self.weights = "none"  # deterministic transform, no weights
         self.checkpoint_sha256 = None
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=self.rate, n_fft=400, win_length=400, hop_length=160, f_min=50.0,
-            f_max=8000.0, n_mels=64, power=2.0)
+        self._mel: Any = None
+
+    @property
+    def mel(self) -> Any:
+        """torchaudio's MelSpectrogram, made on first use (torch and torchaudio are
+        imported then: a fully cached re-score never embeds, so never imports them)."""
+        if self._mel is None:
+            import torchaudio
+
+            self._mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=self.rate, n_fft=400, win_length=400, hop_length=160, f_min=50.0,
+                f_max=8000.0, n_mels=64, power=2.0)
+        return self._mel
 
     @property
     def is_proxy(self) -> bool:
@@ -51,6 +59,8 @@ class MelStat(Embedder):
         return wave
 
     def embed_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        import torch
+
         out = []
         hop = int(self.frame_s * self.rate / 160)  # mel frames per embedding frame
         with torch.inference_mode():

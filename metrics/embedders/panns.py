@@ -21,33 +21,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foleybench import weights as W
-from foleybench.metrics.embedders.audio_base import AudioEmbedder
-from foleybench.metrics.embedders.base import build_net
-
-UPSTREAM_MD5 = "362fc5ff18f1d6ad2f6d464b45893f2c"  # published by Zenodo record 3987831
-
-RECORD = W.register(W.WeightRecord(
-    name="panns",
-    filename="Cnn14_16k_mAP=0.438.pth",
-    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
-    sha256=None,
-    license="MIT (qiuqiangkong/audioset_tagging_cnn); weights CC-BY-4.0 (Zenodo)",
-    paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks for Audio Pattern "
-          "Recognition, IEEE/ACM TASLP 2020",
-    note=(f"Zenodo publishes md5 {UPSTREAM_MD5}, not sha256; it decides pretrained vs custom. A "
-          "third-party record gives sha256 eee61e89d4ef120bfe0e900f0fb9e4814a2597bbd1f3bf8e149868a7d508bc10, "
-          "not verified here. Tensors are the checkpoint's 'model' entry"),
-    md5=UPSTREAM_MD5,
-))
-
-SAMPLE_RATE = 16000
-N_FFT = 512
-HOP = 160
-N_MELS = 64
-F_MIN, F_MAX = 50.0, 8000.0
-AMIN = 1e-10
-N_CLASSES = 527
+# The light half (record, constants, embedder, build) lives in panns_embedder so that a
+# fully cached re-score needs no torch; it is re-exported here under its old names.
+from foleybench.metrics.embedders.panns_embedder import (  # noqa: F401
+    AMIN,
+    F_MAX,
+    F_MIN,
+    HOP,
+    N_CLASSES,
+    N_FFT,
+    N_MELS,
+    RECORD,
+    SAMPLE_RATE,
+    UPSTREAM_MD5,
+    PANNs,
+    build,
+)
 
 
 class _STFT(nn.Module):
@@ -179,29 +168,3 @@ class Cnn14(nn.Module):
         x = x.max(dim=2).values + x.mean(dim=2)                        # over time
         emb = F.relu(self.fc1(x))
         return emb, self.fc_audioset(emb)
-
-
-class PANNs(AudioEmbedder):
-    name = "panns"
-    rate = SAMPLE_RATE
-    dim = 2048
-    frames_level = False
-    n_classes = N_CLASSES
-    # five 2x2 average pools need >= 32 STFT frames: (32 - 1) * 160 samples
-    min_seconds = 31 * HOP / SAMPLE_RATE
-
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0][:, None, :]           # [B, 1, 2048]
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[1]                       # [B, 527], pre-sigmoid
-
-
-def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
-          seed: int = 0, verify: bool = True) -> PANNs:
-    """PANNs Cnn14_16k embedder: the file's ``model`` entry (the unwrap rule), strictly; a
-    ``checkpoint`` whose md5 is not Zenodo's is labelled custom."""
-    b = build_net("panns", Cnn14, mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
-                  proxy_init=lambda m: (W.he_normal_init(m), m.fill_frontend()),  # type: ignore[operator]
-                  lazy=True)
-    return PANNs(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)

@@ -9,15 +9,17 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from foleybench import media
 from foleybench.api import InputError, ScoreContext
 from foleybench.metrics.embedders.base import TorchEmbedder
 from foleybench.weights import is_torchscript_archive  # noqa: F401  (re-export for older imports)
+
+if TYPE_CHECKING:  # torch is imported where a batch runs (a cached re-score never does)
+    import torch
 
 
 def read_frames(path: str, *, start_s: float = 0.0, duration_s: float | None = None,
@@ -42,6 +44,8 @@ class VideoEmbedder(TorchEmbedder):
     def _run(self, fn: Callable[[torch.Tensor], torch.Tensor], batch: Sequence[np.ndarray]) -> torch.Tensor:
         """Stack ``batch`` (numpy inputs of one shape) into ``[B, ...]`` and apply ``fn`` on
         the device under the precision policy; float32 CPU output."""
+        import torch
+
         return self._forward(fn, torch.from_numpy(np.stack([np.asarray(b) for b in batch])))
 
     def _clip_span(self, ctx: ScoreContext) -> float | None:

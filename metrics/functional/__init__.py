@@ -1,19 +1,31 @@
-"""Pure metric math (no state, no registry): Frechet distances, AV-Align, bootstrap."""
-from foleybench.metrics.functional.av_align import AVAlignResult, av_align
-from foleybench.metrics.functional.bootstrap import bootstrap_ci
-from foleybench.metrics.functional.frechet import (
-    FrechetReference,
-    fd_infinity,
-    frechet_distance,
-    gaussian_stats,
-)
+"""Pure metric math (no state, no registry): Frechet distances, AV-Align, bootstrap.
 
-__all__ = [
-    "AVAlignResult",
-    "FrechetReference",
-    "av_align",
-    "bootstrap_ci",
-    "fd_infinity",
-    "frechet_distance",
-    "gaussian_stats",
-]
+The names below are imported from their modules on first use (PEP 562), so importing one
+module of this package (the bootstrap, say) does not import AV-Align's OpenCV.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "AVAlignResult": "av_align",
+    "av_align": "av_align",
+    "bootstrap_ci": "bootstrap",
+    "FrechetReference": "frechet",
+    "fd_infinity": "frechet",
+    "frechet_distance": "frechet",
+    "gaussian_stats": "frechet",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -344,22 +344,43 @@ def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: 
 
     sides = [suff(gen), suff(ref)]
     n = len(gen)
-    vals: list[float] = []
-    with _blas_limit(True):
-        for _ in range(n_boot):
-            idx = rng.integers(0, n, n)
-            w = np.bincount(idx, minlength=n).astype(np.float64)
-            stats = []
-            for cnt, sums, outer in sides:
-                k = float(w @ cnt)
-                if k < 2:
-                    break
-                mu = (w @ sums) / k
-                d = mu.shape[0]
-                scatter = (w @ outer).reshape(d, d) - k * np.outer(mu, mu)
-                stats.append((mu, scatter / (k - ddof)))
-            if len(stats) < 2:
-                continue
-            (mu_g, s_g), (mu_r, s_r) = stats
-            vals.append(frechet_distance(mu_g, s_g, mu_r, s_r))
-    return vals
+    # Every draw's indices first, in the rng's order: a draw's value depends on its indices
+    # alone, so the draws can then be evaluated in any order, in parallel, bit for bit.
+    draws = [rng.integers(0, n, n) for _ in range(n_boot)]
+
+    def one(idx: np.ndarray) -> float | None:
+        w = np.bincount(idx, minlength=n).astype(np.float64)
+        stats = []
+        for cnt, sums, outer in sides:
+            k = float(w @ cnt)
+            if k < 2:
+                return None
+            mu = (w @ sums) / k
+            d = mu.shape[0]
+            scatter = (w @ outer).reshape(d, d) - k * np.outer(mu, mu)
+            stats.append((mu, scatter / (k - ddof)))
+        (mu_g, s_g), (mu_r, s_r) = stats
+        return frechet_distance(mu_g, s_g, mu_r, s_r)
+
+    workers = _bootstrap_workers(n_boot, sides[0][1].shape[1])
+    with _blas_limit(True):  # one BLAS thread per draw; LAPACK releases the GIL
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="fd-bootstrap") as ex:
+                got = list(ex.map(one, draws))
+        else:
+            got = [one(idx) for idx in draws]
+    return [v for v in got if v is not None]
+
+
+def _bootstrap_workers(n_boot: int, dim: int) -> int:
+    """Threads evaluating bootstrap draws: ``FOLEYBENCH_BOOTSTRAP_THREADS``, else up to 2
+    (the cores this harness is measured on; each draw is small: D <= 256 by default).
+    One from D = 512 on, where a draw may set BLAS thread limits of its own (_busy).
+    The value does not depend on it."""
+    if dim >= 512:
+        return 1
+    env = os.environ.get("FOLEYBENCH_BOOTSTRAP_THREADS", "").strip()
+    want = int(env) if env else min(2, os.cpu_count() or 1)
+    return max(1, min(want, n_boot))
