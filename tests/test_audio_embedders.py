@@ -244,7 +244,7 @@ def test_panns_long_input_chunks_match_one_pass(monkeypatch) -> None:
     monkeypatch.setattr(panns.Cnn14, "CHUNK_FRAMES", 32 * 8)  # 9 s = 900 frames: 4 chunks
     calls = []
     real = panns.Cnn14._frames
-    monkeypatch.setattr(panns.Cnn14, "_frames", lambda self, z: calls.append(z.shape[2]) or real(self, z))
+    monkeypatch.setattr(panns.Cnn14, "_frames", lambda self, z, **kw: calls.append(z.shape[2]) or real(self, z, **kw))
     chunk_e, chunk_l = emb.embed_inputs([x])[0], emb.logits_inputs([x])[0]
     assert len(calls) == 2 * 4 and max(calls) <= 32 * 8 + 2 * panns.Cnn14.CONTEXT
     for a, b in ((chunk_e, whole_e), (chunk_l, whole_l)):
