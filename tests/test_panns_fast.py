@@ -106,8 +106,8 @@ def _direct_reference(net: panns.Cnn14, x: torch.Tensor) -> tuple[torch.Tensor, 
 @pytest.mark.parametrize("plan", ["default", "winograd"])
 def test_fast_route_within_bar_of_direct(net: panns.Cnn14, plan: str) -> None:
     x = 0.1 * torch.randn(2, 16000 + 1234, generator=torch.Generator().manual_seed(7))
-    if plan == "winograd":  # every conv that can, by Winograd (F(2x2) and F(4x4) mixed)
-        net.FAST_PLAN = ("cl",) + ("w2", "w4") * 5 + ("w2",)
+    if plan == "winograd":  # blocks 1-4 by Winograd, F(2x2) and F(4x4) mixed
+        net.FAST_PLAN = ("im2col",) + ("w2", "w4") * 3 + ("w2", "nchw", "nchw", "wide2", "wide2")
     try:
         with torch.inference_mode():
             e_direct, l_direct = net(x, fast=False)
@@ -168,6 +168,22 @@ def test_chunked_long_input_uses_the_fast_route(net: panns.Cnn14, monkeypatch) -
     assert _rel(fast[0], direct[0]) < BAR and _rel(fast[1], direct[1]) < BAR
 
 
+def test_plan_entries_against_direct_convolution() -> None:
+    """The matrix-product convs of the plan, each against F.conv2d in float64."""
+    g = torch.Generator().manual_seed(12)
+    for c, width, fn, prep in ((1, 7, panns._im2col_conv_relu, lambda w: w.permute(0, 2, 3, 1).reshape(len(w), -1)),
+                               (5, 7, panns._im2col_conv_relu, lambda w: w.permute(0, 2, 3, 1).reshape(len(w), -1)),
+                               (6, 2, panns._wide2_conv_relu, panns._wide2_kernel)):
+        x = torch.randn(3, c, 9, width, dtype=torch.float64, generator=g)
+        w = torch.randn(4, c, 3, 3, dtype=torch.float64, generator=g)
+        b = torch.randn(4, dtype=torch.float64, generator=g)
+        bb = b.repeat(2) if fn is panns._wide2_conv_relu else b
+        got = fn(x, prep(w).contiguous(), bb)
+        assert _rel(got, F.relu(F.conv2d(x, w, b, padding=1))) < 1e-12
+    with pytest.raises(ValueError, match="'wide2' needs a map 2 wide, got 3"):
+        panns._wide2_conv_relu(torch.zeros(1, 2, 5, 3), torch.zeros(8, 12), torch.zeros(8))
+
+
 def test_bad_plan_entry_is_named(net: panns.Cnn14) -> None:
     net.FAST_PLAN = ("cl",) * 11 + ("w3",)
     try:
@@ -198,6 +214,6 @@ def test_build_fast_false_is_the_direct_route_and_its_own_cache_key() -> None:
     x = [(0.1 * np.random.default_rng(11).standard_normal(8000)).astype(np.float32)]
     with torch.inference_mode():
         ref = direct.net(torch.from_numpy(x[0])[None], fast=False)[0].numpy()
+        fast_ref = direct.net(torch.from_numpy(x[0])[None], fast=True)[0].numpy()
     assert np.array_equal(direct.embed_inputs(x)[0][0], ref[0])
-    got = fast.embed_inputs(x)[0][0]
-    assert not np.array_equal(got, ref[0]) and np.abs(got - ref[0]).max() < BAR * np.abs(ref).max()
+    assert not np.array_equal(fast_ref, ref) and np.abs(fast_ref - ref).max() < BAR * np.abs(ref).max()
