@@ -16,15 +16,18 @@ Fast route (default on CPU, eval mode, no autograd, float32; ``Cnn14(fast=False)
 upstream graph module by module): each conv's eval batch norm is folded into its weights
 and bias (``w * s``, ``beta - mean * s``, ``s = gamma / sqrt(var + eps)``, in float64, cached
 and recomputed when a weight or BN tensor changes), conv + bias + ReLU run as one oneDNN
-call, and each conv runs in the memory format that is fastest for it on CPU
-(:attr:`Cnn14.FAST_PLAN`: channels-last for blocks 1-3, NCHW for blocks 4-6). The plan may
-also name Winograd F(2x2,3x3) / F(4x4,3x3) convs (:mod:`.winograd`); they are correct
-(tests/test_panns_fast.py) but were slower than oneDNN's direct convolution on the
-project's 2-core AVX2 machine, whose batched sgemm runs at about half the convolution's
-FLOP rate, so the default plan uses none. The fast route differs from the direct one by
-about 1e-6 relative on embeddings and logits (tested <= 1e-5, random weights with
-non-trivial BN statistics and the real clips). The folded kernels are a second float32
-copy of the conv weights (about 300 MB).
+call, and each conv runs the way that is fastest for it on CPU (:attr:`Cnn14.FAST_PLAN`):
+block 1's 1-channel conv as an im2col matrix product, blocks 1-3 channels-last, blocks 4-5
+NCHW, and block 6, whose maps are 2 mel bins wide, as one matrix product over the shared
+3x2 windows (a third fewer multiplications: the taps on the zero padding are dropped).
+The plan may also name Winograd F(2x2,3x3) / F(4x4,3x3) convs (:mod:`.winograd`); they
+are exact up to rounding (tests/test_panns_fast.py) but were slower than oneDNN's direct
+convolution on the project's 2-core AMD AVX2 machine (the transforms are memory-bound,
+and the batched sgemm runs at about half the convolution's FLOP rate there), so the
+default plan uses none. The fast route differs from the direct one by under 1e-6
+relative on embeddings and logits (tested <= 1e-5, random weights with non-trivial BN
+statistics and the real clips). The folded kernels are a second float32 copy of the conv
+weights (about 300 MB).
 """
 from __future__ import annotations
 
