@@ -135,8 +135,10 @@ def _wide2_kernel(w: torch.Tensor) -> torch.Tensor:
 def _linear_relu(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``relu(a @ w.T + b)``; on CPU one oneDNN call (its GEMM runs about twice MKL's sgemm
     rate on the project's AMD machine)."""
-    if a.device.type == "cpu" and a.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-        return torch.ops.mkldnn._linear_pointwise(a, w, b, "relu", [], "")
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # private: absent in some builds
+    if op is not None and a.device.type == "cpu" and a.dtype == torch.float32 \
+            and torch.backends.mkldnn.is_available():
+        return op(a, w, b, "relu", [], "")
     return F.relu(torch.addmm(b, a, w.t()))
 
 
