@@ -6,7 +6,9 @@ panns-inference 0.1.1 (``Cnn14`` at 16 kHz, waveform in). Both sides load one sh
 random state_dict (ours strictly, as a custom checkpoint), get the same ``N_CLIPS``
 float32 clips of 8 s at 16 kHz held in memory (decoding is not timed on either side)
 and run on CPU under torch.inference_mode / no_grad at the process's thread count.
-Ours goes through ``embed_inputs`` (batching, preprocessing, precision policy); the
+Ours goes through ``embed_inputs`` (batching, preprocessing, precision policy; for PANNs
+the default fast CPU route of metrics/embedders/panns.py, batch norm folded and per-conv
+layouts, within 1e-6 relative of the peer rather than bit-identical); the
 peer is called as its README does, clip by clip for torchvggish (its input function
 takes one waveform) and as one batch for panns-inference.
 

@@ -85,15 +85,22 @@ def test_panns_parity_with_panns_inference(tmp_path: Path, audio16k: list[np.nda
     ckpt = tmp_path / "Cnn14_16k_peer.pth"
     torch.save({"model": peer.state_dict(), "iteration": 0}, ckpt)
     ours = panns.build(mode="pretrained", checkpoint=str(ckpt))
+    direct = panns.build(mode="pretrained", checkpoint=str(ckpt), fast=False)
     assert ours.weights == "custom"  # md5 is not Zenodo's
     emb, logits = ours.embed_inputs(audio16k), ours.logits_inputs(audio16k)
-    for x, e, lg in zip(audio16k, emb, logits):
+    d_emb, d_logits = direct.embed_inputs(audio16k), direct.logits_inputs(audio16k)
+    for x, e, lg, de, dl in zip(audio16k, emb, logits, d_emb, d_logits):
         with torch.no_grad():
             out = peer(torch.from_numpy(x)[None])
             ref_logits = peer.fc_audioset(out["embedding"])  # what upstream feeds the sigmoid
         assert e.shape == (1, 2048) and lg.shape == (527,)
-        assert _rel(e[0], out["embedding"][0].numpy()) < 1e-4
-        assert _rel(lg, ref_logits[0].numpy()) < 1e-4
+        # the direct route is the peer's graph (same op order): float32 rounding apart at most
+        assert _rel(de[0], out["embedding"][0].numpy()) < 1e-6
+        assert _rel(dl, ref_logits[0].numpy()) < 1e-6
+        # the fast route (BN folded, other conv layouts; tests/test_panns_fast.py) is held
+        # to the issue-16 bar of 1e-5 relative rather than bit-identity
+        assert _rel(e[0], out["embedding"][0].numpy()) < 1e-5
+        assert _rel(lg, ref_logits[0].numpy()) < 1e-5
         assert np.allclose(1 / (1 + np.exp(-lg)), out["clipwise_output"][0].numpy(), atol=1e-5)
 
 
@@ -244,7 +251,7 @@ def test_panns_long_input_chunks_match_one_pass(monkeypatch) -> None:
     monkeypatch.setattr(panns.Cnn14, "CHUNK_FRAMES", 32 * 8)  # 9 s = 900 frames: 4 chunks
     calls = []
     real = panns.Cnn14._frames
-    monkeypatch.setattr(panns.Cnn14, "_frames", lambda self, z: calls.append(z.shape[2]) or real(self, z))
+    monkeypatch.setattr(panns.Cnn14, "_frames", lambda self, z, **kw: calls.append(z.shape[2]) or real(self, z, **kw))
     chunk_e, chunk_l = emb.embed_inputs([x])[0], emb.logits_inputs([x])[0]
     assert len(calls) == 2 * 4 and max(calls) <= 32 * 8 + 2 * panns.Cnn14.CONTEXT
     for a, b in ((chunk_e, whole_e), (chunk_l, whole_l)):

@@ -10,6 +10,24 @@ Outputs, as av-benchmark's Cnn14 (its ``"2048"`` and ``"logits"`` features):
 embedding = ``relu(fc1(h))`` (upstream's ``embedding`` in eval mode); logits =
 ``fc_audioset(embedding)`` BEFORE the sigmoid. KL-PANNs (av-benchmark, ``kl_softmax``)
 and IS-PANNs apply a softmax to these logits; our KL/IS metrics do the same.
+
+Fast route (default on CPU, eval mode, no autograd, float32; ``Cnn14(fast=False)``,
+``forward(x, fast=False)`` or ``build(fast=False)`` run the direct route, which is the
+upstream graph module by module): each conv's eval batch norm is folded into its weights
+and bias (``w * s``, ``beta - mean * s``, ``s = gamma / sqrt(var + eps)``, in float64, cached
+and recomputed when a weight or BN tensor changes), conv + bias + ReLU run as one oneDNN
+call, and each conv runs the way that is fastest for it on CPU (:attr:`Cnn14.FAST_PLAN`):
+block 1's 1-channel conv as an im2col matrix product, blocks 1-3 channels-last, blocks 4-5
+NCHW, and block 6, whose maps are 2 mel bins wide, as one matrix product over the shared
+3x2 windows (a third fewer multiplications: the taps on the zero padding are dropped).
+The plan may also name Winograd F(2x2,3x3) / F(4x4,3x3) convs (:mod:`.winograd`); they
+are exact up to rounding (tests/test_panns_fast.py) but were slower than oneDNN's direct
+convolution on the project's 2-core AMD AVX2 machine (the transforms are memory-bound,
+and the batched sgemm runs at about half the convolution's FLOP rate there), so the
+default plan uses none. The fast route differs from the direct one by under 1e-6
+relative on embeddings and logits (tested <= 1e-5, random weights with non-trivial BN
+statistics and the real clips). The folded kernels are held beside the weights: 360 MiB
+float32 (the network's parameters are 309 MiB).
 """
 from __future__ import annotations
 
@@ -20,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from foleybench.metrics.embedders import winograd
 
 # The light half (record, constants, embedder, build) lives in panns_embedder so that a
 # fully cached re-score needs no torch; it is re-exported here under its old names.
@@ -88,6 +108,56 @@ class _LogMel(nn.Module):
         return 10.0 * torch.log10(torch.clamp(spec @ self.melW, min=AMIN))
 
 
+def _version(t: torch.Tensor) -> int | None:
+    """``t``'s in-place version counter (None for an inference tensor, which has none)."""
+    return None if t.is_inference() else t._version
+
+
+def _wide2_kernel(w: torch.Tensor) -> torch.Tensor:
+    """A 3x3 padding-1 kernel ``[K, C, 3, 3]`` on a map 2 wide -> the matrix ``[2K, 6C]`` of
+    :func:`_wide2_conv_relu`: row ``(wo, k)``, column ``(dt, wi, c)`` holds
+    ``w[k, c, dt, wi - wo + 1]`` (the taps that would read the zero padding are left out)."""
+    idx = torch.tensor([[1, 2], [0, 1]], device=w.device)         # [wo, wi] -> kernel column
+    k, c = w.shape[:2]
+    return w[:, :, :, idx].permute(3, 0, 2, 4, 1).reshape(2 * k, 6 * c).contiguous()
+
+
+def _linear_relu(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``relu(a @ w.T + b)``; on CPU one oneDNN call (its GEMM runs about twice MKL's sgemm
+    rate on the project's AMD machine)."""
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # private: absent in some builds
+    if op is not None and a.device.type == "cpu" and a.dtype == torch.float32 \
+            and torch.backends.mkldnn.is_available():
+        return op(a, w, b, "relu", [], "")
+    return F.relu(torch.addmm(b, a, w.t()))
+
+
+def _im2col_conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``relu(conv2d(x, ., padding=1))`` for ``x [B, C, H, W]`` as one matrix product of the
+    3x3 windows ``[B H W, 9C]`` (columns ``(dh, dw, c)``) with ``w [K, 9C]``: for block 1's
+    single-channel input this writes the channels-last output directly, where oneDNN's
+    1-channel convolution is slow. Returns ``[B, K, H, W]`` (channels-last memory)."""
+    n, c, h, width = x.shape
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))                      # [B, H+2, W+2, C]
+    a = xp.unfold(1, 3, 1).unfold(2, 3, 1).permute(0, 1, 2, 4, 5, 3).reshape(n * h * width, 9 * c)
+    return _linear_relu(a, w, b).view(n, h, width, -1).permute(0, 3, 1, 2)
+
+
+def _wide2_conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``relu(conv2d(x, ., padding=1))`` for ``x [B, C, H, 2]`` as one matrix product: both
+    output columns read the same 3 x 2 input window, so the rows are the ``B * H`` windows
+    (``6C`` values) and ``w`` (:func:`_wide2_kernel`) gives both output columns at once, a
+    third fewer multiplications than the padded 3x3 convolution and a GEMM shape oneDNN
+    runs near its peak where the convolution on a 2-wide map runs at about half of it.
+    Returns ``[B, K, H, 2]`` (channels-last memory)."""
+    n, c, h, width = x.shape
+    if width != 2:
+        raise ValueError(f"FAST_PLAN entry 'wide2' needs a map 2 wide, got {width}")
+    rows = F.pad(x.permute(0, 2, 3, 1).reshape(n, h, 2 * c), (0, 0, 1, 1))   # [B, H + 2, 2C]
+    a = rows.unfold(1, 3, 1).transpose(2, 3).reshape(n * h, 6 * c)          # (dt, wi, c)
+    return _linear_relu(a, w, b).view(n, h, 2, -1).permute(0, 3, 1, 2)
+
+
 class _ConvBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -101,6 +171,16 @@ class _ConvBlock(nn.Module):
         x = F.relu(self.bn2(self.conv2(x)))
         return F.avg_pool2d(x, pool)
 
+    def folded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Both convs with their eval-mode batch norm folded in, computed in float64:
+        ``(w * s, beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``."""
+        out = []
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2)):
+            s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            out.append((conv.weight.double() * s[:, None, None, None],
+                        bn.bias.double() - bn.running_mean.double() * s))
+        return out
+
 
 class Cnn14(nn.Module):
     """Cnn14 at 16 kHz; inference graph only (no SpecAugment, dropout is identity in eval).
@@ -108,8 +188,18 @@ class Cnn14(nn.Module):
     forward: ``[B, N]`` samples -> (embedding ``[B, 2048]``, logits ``[B, 527]``).
     """
 
-    def __init__(self) -> None:
+    # How each of the 12 convs runs on the fast route, in order (block 1 conv 1, block 1
+    # conv 2, ..., block 6 conv 2): "nchw" / "cl" direct convolution on a contiguous /
+    # channels-last input, "im2col" one matrix product of the 3x3 windows (block 1's
+    # 1-channel conv), "wide2" one matrix product on a 2-wide map (block 6, where 64
+    # mel bins have been pooled to 2; :func:`_wide2_conv_relu`), "w2" / "w4" Winograd
+    # F(2x2, 3x3) / F(4x4, 3x3) (channels-last).
+    FAST_PLAN = ("im2col",) + ("cl",) * 5 + ("nchw",) * 4 + ("wide2",) * 2
+
+    def __init__(self, fast: bool = True) -> None:
         super().__init__()
+        self.fast = fast
+        self._fast_cache: tuple[tuple, list] | None = None   # (plan + weight versions, folded kernels)
         self.spectrogram_extractor = _Spectrogram()
         self.logmel_extractor = _LogMel()
         self.bn0 = nn.BatchNorm2d(N_MELS)
@@ -134,14 +224,79 @@ class Cnn14(nn.Module):
     CONTEXT = 128
     POOL = 32
 
-    def _frames(self, logmel: torch.Tensor) -> torch.Tensor:
+    def _frames(self, logmel: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
         """``[B, 1, T, 64]`` log-mel -> per-frame features ``[B, 2048, T // 32]``."""
         x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)            # BN over mel bins
+        if self._use_fast(x, fast):
+            return self._frames_fast(x)
         for i in range(6):
             x = getattr(self, f"conv_block{i + 1}")(x, 2 if i < 5 else 1)
         return x.mean(dim=3)                                           # over mel
 
-    def _frames_chunked(self, x: torch.Tensor) -> torch.Tensor:
+    def _use_fast(self, x: torch.Tensor, fast: bool | None) -> bool:
+        """The fast route runs in eval mode without autograd, float32 on CPU, unless
+        turned off (``Cnn14(fast=False)`` or ``fast=False`` per call)."""
+        return bool(self.fast if fast is None else fast) and not self.training \
+            and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+
+    def _fast_kernels(self) -> list:
+        """Per conv (in :attr:`FAST_PLAN` order), its BN-folded ``(how, weight, bias)``; a
+        Winograd conv's weight is the transformed kernel. Made on first use and again
+        whenever a conv or batch-norm tensor changed (a load_state_dict, an in-place edit):
+        the key is the plan and every such tensor's identity and version counter."""
+        tensors = [t for i in range(6) for t in getattr(self, f"conv_block{i + 1}").state_dict(
+            keep_vars=True).values()]
+        key = (tuple(self.FAST_PLAN),) + tuple((id(t), t.data_ptr(), _version(t), t.device, t.dtype)
+                                               for t in tensors)
+        if self._fast_cache is not None and self._fast_cache[0] == key:
+            return self._fast_cache[1]
+        plan = iter(self.FAST_PLAN)
+        kernels = []
+        with torch.no_grad(), torch.inference_mode(False):
+            for i in range(6):
+                for w, b in getattr(self, f"conv_block{i + 1}").folded():
+                    how = next(plan)
+                    if how in ("w2", "w4"):
+                        if w.shape[1] == 1:
+                            raise ValueError("FAST_PLAN: block 1's first conv (1 input channel) runs direct")
+                        w = winograd.transform_kernel(w, int(how[1]))
+                    elif how == "wide2":
+                        w, b = _wide2_kernel(w), b.repeat(2)
+                    elif how == "im2col":
+                        w = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)       # columns (dh, dw, c)
+                    elif how not in ("nchw", "cl"):
+                        raise ValueError(f"FAST_PLAN entry {how!r}: expected nchw, cl, im2col, wide2, "
+                                         "w2 or w4")
+                    fmt = torch.channels_last if how == "cl" else torch.contiguous_format
+                    kernels.append((how, w.float().contiguous(memory_format=fmt), b.float()))
+        self._fast_cache = (key, kernels)
+        return kernels
+
+    def _frames_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv stack on the bn0 output ``x [B, 1, T, 64]`` with batch norm folded into
+        the convs, each conv run as :attr:`FAST_PLAN` says (a Winograd second conv fuses
+        its block's 2x2 average pool)."""
+        k = self._fast_kernels()
+        for i in range(6):
+            for j in range(2):
+                how, w, b = k[2 * i + j]
+                pool = j == 1 and i < 5
+                if how in ("wide2", "im2col"):
+                    x = (_wide2_conv_relu if how == "wide2" else _im2col_conv_relu)(x, w, b)
+                    if pool:
+                        x = F.avg_pool2d(x, 2)
+                    continue
+                if how in ("w2", "w4"):
+                    xl = x.permute(0, 2, 3, 1)
+                    x = winograd.conv3x3(xl.contiguous(), w, b, int(how[1]), pool=pool).permute(0, 3, 1, 2)
+                    continue
+                fmt = torch.channels_last if how == "cl" else torch.contiguous_format
+                x = F.relu_(F.conv2d(x.contiguous(memory_format=fmt), w, b, padding=1))
+                if pool:
+                    x = F.avg_pool2d(x, 2)
+        return x.mean(dim=3)                                           # over mel -> [B, 2048, T']
+
+    def _frames_chunked(self, x: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
         """:meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk."""
         padded = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")  # global centring
         n_stft = x.shape[-1] // HOP + 1
@@ -155,16 +310,18 @@ class Cnn14(nn.Module):
             st = self.spectrogram_extractor.stft
             re, im = st.conv_real(seg), st.conv_imag(seg)
             spec = (re ** 2 + im ** 2).transpose(1, 2)[:, None]
-            y = self._frames(self.logmel_extractor(spec))
+            y = self._frames(self.logmel_extractor(spec), fast=fast)
             lo = (a * self.POOL - s) // self.POOL
             parts.append(y[..., lo:lo + (b - a)])
         return torch.cat(parts, dim=-1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fast``: the Winograd route (None: ``self.fast``); it applies only in eval mode
+        without autograd, float32 on CPU (see :meth:`_use_fast`)."""
         if x.shape[-1] // HOP + 1 > self.CHUNK_FRAMES + 2 * self.CONTEXT:
-            x = self._frames_chunked(x)
+            x = self._frames_chunked(x, fast=fast)
         else:
-            x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)))  # [B, 2048, T']
+            x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)), fast=fast)  # [B, 2048, T']
         x = x.max(dim=2).values + x.mean(dim=2)                        # over time
         emb = F.relu(self.fc1(x))
         return emb, self.fc_audioset(emb)

@@ -50,19 +50,26 @@ class PANNs(AudioEmbedder):
     n_classes = N_CLASSES
     # five 2x2 average pools need >= 32 STFT frames: (32 - 1) * 160 samples
     min_seconds = 31 * HOP / SAMPLE_RATE
+    fast = True  # the fast conv route on CPU (panns.Cnn14); False: the direct convolutions
+
+    def _extra_id(self) -> str:
+        return "" if self.fast else "|direct-conv"
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0][:, None, :]           # [B, 1, 2048]
+        return self.net(x, fast=self.fast)[0][:, None, :]           # [B, 1, 2048]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[1]                       # [B, 527], pre-sigmoid
+        return self.net(x, fast=self.fast)[1]                       # [B, 527], pre-sigmoid
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",
-          seed: int = 0, verify: bool = True) -> PANNs:
+          seed: int = 0, verify: bool = True, fast: bool = True) -> PANNs:
     """PANNs Cnn14_16k embedder: the file's ``model`` entry (the unwrap rule), strictly; a
-    ``checkpoint`` whose md5 is not Zenodo's is labelled custom."""
+    ``checkpoint`` whose md5 is not Zenodo's is labelled custom. ``fast=False``: the direct
+    convolutions instead of the fast route (on CPU)."""
     b = build_net("panns", Deferred("foleybench.metrics.embedders.panns:Cnn14"), mode=mode, checkpoint=checkpoint, seed=seed, verify=verify,
                   proxy_init=lambda m: (W.he_normal_init(m), m.fill_frontend()),  # type: ignore[operator]
                   lazy=True)
-    return PANNs(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)
+    emb = PANNs(b.net, weights=b.weights, checkpoint_sha256=b.sha256, device=device)
+    emb.fast = fast
+    return emb
