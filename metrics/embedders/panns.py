@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foleybench.memtrim import trim
 from foleybench.metrics.embedders import winograd
 
 # The light half (record, constants, embedder, build) lives in panns_embedder so that a
@@ -117,9 +118,13 @@ def _wide2_kernel(w: torch.Tensor) -> torch.Tensor:
     """A 3x3 padding-1 kernel ``[K, C, 3, 3]`` on a map 2 wide -> the matrix ``[2K, 6C]`` of
     :func:`_wide2_conv_relu`: row ``(wo, k)``, column ``(dt, wi, c)`` holds
     ``w[k, c, dt, wi - wo + 1]`` (the taps that would read the zero padding are left out)."""
-    idx = torch.tensor([[1, 2], [0, 1]], device=w.device)         # [wo, wi] -> kernel column
+    idx = ((1, 2), (0, 1))                                         # [wo][wi] -> kernel column
     k, c = w.shape[:2]
-    return w[:, :, :, idx].permute(3, 0, 2, 4, 1).reshape(2 * k, 6 * c).contiguous()
+    out = torch.empty((2, k, 3, 2, c), dtype=w.dtype, device=w.device)
+    for wo in range(2):
+        for wi in range(2):  # strided copies into the result: no [K, C, 3, 2, 2] temporary
+            out[wo, :, :, wi, :] = w[:, :, :, idx[wo][wi]].permute(0, 2, 1)
+    return out.reshape(2 * k, 6 * c)
 
 
 def _linear_relu(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -171,14 +176,22 @@ class _ConvBlock(nn.Module):
         x = F.relu(self.bn2(self.conv2(x)))
         return F.avg_pool2d(x, pool)
 
+    FOLD_ROWS = 128  # output channels folded at a time (bounds the float64 temporaries)
+
     def folded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Both convs with their eval-mode batch norm folded in, computed in float64:
-        ``(w * s, beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``."""
+        """Both convs with their eval-mode batch norm folded in, computed in float64 and
+        rounded to float32: ``(w * s, beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``.
+        The weight is folded FOLD_ROWS output channels at a time into a float32 result (the
+        same values as one float64 pass: the products are elementwise), so folding block 6
+        never holds a float64 copy of its 2048x2048x3x3 kernel."""
         out = []
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2)):
             s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-            out.append((conv.weight.double() * s[:, None, None, None],
-                        bn.bias.double() - bn.running_mean.double() * s))
+            w = torch.empty(conv.weight.shape, dtype=torch.float32, device=conv.weight.device)
+            for a in range(0, w.shape[0], self.FOLD_ROWS):
+                z = slice(a, a + self.FOLD_ROWS)
+                w[z] = (conv.weight[z].double() * s[z, None, None, None]).float()
+            out.append((w, (bn.bias.double() - bn.running_mean.double() * s).float()))
         return out
 
 
@@ -252,14 +265,14 @@ class Cnn14(nn.Module):
             return self._fast_cache[1]
         plan = iter(self.FAST_PLAN)
         kernels = []
-        with torch.no_grad(), torch.inference_mode(False):
+        with torch.inference_mode(False), torch.no_grad():  # this order: inference_mode(False) turns grad mode on
             for i in range(6):
                 for w, b in getattr(self, f"conv_block{i + 1}").folded():
                     how = next(plan)
                     if how in ("w2", "w4"):
                         if w.shape[1] == 1:
                             raise ValueError("FAST_PLAN: block 1's first conv (1 input channel) runs direct")
-                        w = winograd.transform_kernel(w, int(how[1]))
+                        w = winograd.transform_kernel(w.double(), int(how[1]))
                     elif how == "wide2":
                         w, b = _wide2_kernel(w), b.repeat(2)
                     elif how == "im2col":
@@ -270,6 +283,7 @@ class Cnn14(nn.Module):
                     fmt = torch.channels_last if how == "cl" else torch.contiguous_format
                     kernels.append((how, w.float().contiguous(memory_format=fmt), b.float()))
         self._fast_cache = (key, kernels)
+        trim()  # the folding's freed temporaries back to the OS (foleybench.memtrim)
         return kernels
 
     def _frames_fast(self, x: torch.Tensor) -> torch.Tensor:
