@@ -7,7 +7,7 @@ import numpy as np
 
 from foleybench.api import ClipPair, InputError, ScoreContext
 from foleybench.metrics.base import Excluded, PerClipMean
-from foleybench.metrics.functional.av_align import PROTOCOL, av_align, default_workers, fork_pool
+from foleybench.metrics.functional.av_align import PROTOCOL, AVAlignResult, av_align_many, default_workers
 
 
 class AVAlign(PerClipMean):
@@ -18,10 +18,11 @@ class AVAlign(PerClipMean):
     with no peaks in either stream are excluded and counted in ``n_no_peaks`` (the
     reference would divide by zero). Interval: 95% bootstrap over clips, ``n_boot`` draws.
 
-    Speed: a batch's clips are scored in ``workers`` forked processes (default: the CPU
-    count, ``FOLEYBENCH_AV_ALIGN_WORKERS``); a lone clip splits its optical flow over
-    them instead. Per-clip results do not depend on the worker count
-    (tests/test_av_align.py).
+    Speed: a batch is scored by ``av_align_many``: each video decoded once in this
+    process, the optical flow of all the batch's frame pairs spread in small chunks over
+    ``workers`` forked processes (default: the CPU count, ``FOLEYBENCH_AV_ALIGN_WORKERS``),
+    the next clip decoded and the audio onsets found meanwhile. Per-clip results do not
+    depend on the worker count (tests/test_av_align.py).
     """
 
     name = "av_align"
@@ -37,13 +38,7 @@ class AVAlign(PerClipMean):
     def score_batch(self, pairs: Sequence[ClipPair]) -> list[float | Excluded]:
         """Score each pair's (video, audio): the clip's AV-Align or why it has none."""
         jobs = [(p.video, p.audio) for p in pairs if p.video is not None and p.audio is not None]
-        n_par = max(1, min(self.workers, len(jobs)))
-        pool = fork_pool(n_par) if n_par > 1 else None
-        if pool is not None:
-            with pool:
-                done = pool.map(_score_one, [(v, a, 1) for v, a in jobs])
-        else:
-            done = [_score_one((v, a, self.workers)) for v, a in jobs]
+        done = [_as_value(r) for r in av_align_many(jobs, self.workers)]
         results = iter(done)
         out: list[float | Excluded] = []
         for pair in pairs:
@@ -62,13 +57,10 @@ class AVAlign(PerClipMean):
         return {**super().provenance(), "protocol": PROTOCOL}
 
 
-def _score_one(job: tuple[str, str, int]) -> float | Excluded:
-    """One clip's AV-Align or why it has none (module level: runs in forked workers)."""
-    video, audio, workers = job
-    try:
-        res = av_align(video, audio, workers=workers)
-    except InputError as e:
-        return Excluded(str(e))
+def _as_value(res: AVAlignResult | InputError) -> float | Excluded:
+    """One clip's AV-Align or why it has none."""
+    if isinstance(res, InputError):
+        return Excluded(str(res))
     if res.score is None:
         return Excluded(res.reason or "no peaks", kind="no_peaks")
     return float(res.score)

@@ -1,6 +1,8 @@
 """AV-Align: matching rules, peaks, synthetic clips, real clips, the streaming metric."""
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from foleybench.metrics.functional.av_align import (
     video_peaks,
 )
 
+AVMOD = importlib.import_module("foleybench.metrics.functional.av_align")  # the module (the package exports the function)
 REALCLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "realclips"
 FPS = 25.0
 N_FRAMES = 100
@@ -226,3 +229,98 @@ def test_parallel_av_align_and_batch_equal_serial(synthetic: dict[str, Path]) ->
     parallel = AVAlign(workers=3).score_batch(pairs)
     assert [repr(x) for x in parallel] == [repr(x) for x in serial]
     assert isinstance(serial[0], float) and serial[0] == 1.0
+
+
+# ----------------------------------------------------------------------------- batch scheduler
+def _record_pid_chunk(gray: np.ndarray) -> list[float]:
+    """Stand-in for the pool task: notes which worker ran it, then computes it as usual."""
+    with open(_PID_LOG, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return _ORIG_CHUNK(gray)
+
+
+_PID_LOG = ""
+_ORIG_CHUNK = AVMOD._flow_chunk
+
+
+def _fields(r: object) -> tuple:
+    if isinstance(r, InputError):
+        return ("error", str(r))
+    return (r.score, r.reason, r.n_audio_peaks, r.n_video_peaks, r.n_matches, r.fps,
+            r.audio_peaks.tolist(), r.video_peaks.tolist())
+
+
+@pytest.fixture(scope="module")
+def batch_clips(synthetic: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
+    d = tmp_path_factory.mktemp("avbatch")
+    frames = _square_video()
+    two = write_mp4(d / "two.mp4", frames[10:12], FPS)  # one frame pair
+    one = write_mp4(d / "one.mp4", frames[:1], FPS)  # no pair: an error naming the file
+    short = write_mp4(d / "short.mp4", frames[5:40], FPS)  # a different length
+    bad_audio = d / "bad.wav"
+    bad_audio.write_bytes(b"RIFF junk")
+    s = synthetic
+    return [(s["video"], s["aligned"]), (short, s["shifted"]), (s["broken"], s["aligned"]), (two, s["aligned"]),
+            (s["static"], s["silent"]), (one, s["aligned"]), (s["video"], bad_audio), (s["video"], s["shifted"])]
+
+
+@pytest.mark.parametrize("chunk,in_flight,workers", [(8, 2, 2), (3, 1, 3), (50, 3, 2)])
+def test_batch_scheduler_bit_identical_to_serial(batch_clips: list[tuple[Path, Path]], chunk: int,
+                                                 in_flight: int, workers: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from foleybench.metrics.functional.av_align import av_align_many
+
+    serial = av_align_many(batch_clips, workers=1)
+    monkeypatch.setattr(AVMOD, "CHUNK_PAIRS", chunk)
+    monkeypatch.setattr(AVMOD, "MAX_CLIPS_IN_FLIGHT", in_flight)
+    batch = av_align_many(batch_clips, workers=workers)
+    assert [_fields(r) for r in batch] == [_fields(r) for r in serial]
+    # the bad inputs are reported in their slots, naming the file and the problem
+    assert isinstance(serial[2], InputError) and "broken.mp4" in str(serial[2])
+    assert isinstance(serial[5], InputError) and "one.mp4" in str(serial[5]) and "2 frames" in str(serial[5])
+    assert isinstance(serial[6], InputError) and "bad.wav" in str(serial[6])
+    assert serial[4].score is None and serial[0].score == 1.0 and serial[3].n_video_peaks == 0
+
+
+def test_lone_clip_and_batch_chunks_reach_every_worker(synthetic: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone clip's pairs are split over the workers; so is a batch's work (not one clip per
+    worker). Each chunk is slow enough (a short sleep) that both workers get some."""
+    global _PID_LOG
+    from foleybench.metrics.functional.av_align import av_align_many
+
+    _PID_LOG = str(tmp_path / "pids.txt")
+    monkeypatch.setattr(AVMOD, "_flow_chunk", _slow_chunk)
+    monkeypatch.setattr(AVMOD, "CHUNK_PAIRS", 10)
+    one = av_align_many([(synthetic["video"], synthetic["aligned"])], workers=2)
+    pids = Path(_PID_LOG).read_text().split()
+    assert len(pids) == 10  # 99 pairs in chunks of 10
+    assert len(set(pids)) == 2
+    assert _fields(one[0]) == _fields(av_align(synthetic["video"], synthetic["aligned"], workers=1))
+
+
+def _slow_chunk(gray: np.ndarray) -> list[float]:
+    import time
+
+    time.sleep(0.05)
+    return _record_pid_chunk(gray)
+
+
+def test_metric_batch_uses_scheduler(synthetic: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = AVMOD.av_align_many
+
+    def spy(jobs: list, workers: int | None = None) -> list:
+        calls.append((len(jobs), workers))
+        return real(jobs, workers)
+
+    import foleybench.metrics.av_align as metric_mod
+
+    monkeypatch.setattr(metric_mod, "av_align_many", spy)
+    s = {k: str(v) for k, v in synthetic.items()}
+    pairs = [ClipPair("a", "v2a", pred_audio=s["aligned"], ref_video=s["video"]),
+             ClipPair("b", "v2a", pred_audio=s["shifted"], ref_video=s["video"]),
+             ClipPair("c", "v2a", pred_audio=s["aligned"])]
+    out = AVAlign(workers=2).score_batch(pairs)
+    assert calls == [(2, 2)]  # one call for the whole batch, the clip without video left out
+    assert out[0] == 1.0 and isinstance(out[1], float) and "no video" in out[2].reason

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -253,54 +253,138 @@ def _video_curve(video_path: str | os.PathLike, workers: int) -> tuple[np.ndarra
         raise InputError(str(video_path), str(e)) from e
 
 
-def av_align(video_path: str | os.PathLike, audio_path: str | os.PathLike,
-             workers: int | None = None) -> AVAlignResult:
-    """AV-Align of one clip: video peaks from ``video_path``, onsets from ``audio_path``
-    (which may be the same mp4). Raises :class:`InputError` on unreadable input.
+def _gray_clip(video_path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode ``video_path`` once and convert to luma: (uint8 [T, H, W], fps). The RGB
+    frames are dropped as soon as the gray ones exist (cvtColor RGB2GRAY, as the serial
+    route computes them)."""
+    frames, fps = _read_rgb_frames(video_path)
+    if not np.isfinite(fps) or fps <= 0:
+        raise InputError(str(video_path), f"invalid frame rate {fps}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise InputError(str(video_path), f"expected uint8 RGB frames, got {frames.dtype} {frames.shape}")
+    gray = np.empty(frames.shape[:3], np.uint8)
+    for i, f in enumerate(frames):
+        cv2.cvtColor(f, cv2.COLOR_RGB2GRAY, dst=gray[i])
+    return gray, fps
 
-    The video is decoded once; with ``workers`` > 1 (default :func:`default_workers`)
-    the flow's frame pairs are split over that many forked processes and the audio is
-    decoded and its onsets found on a thread meanwhile. ``workers=1`` is the serial route,
-    in the reference's order (video, then audio). Both give bit-identical results.
-    """
-    workers = default_workers() if workers is None else max(1, int(workers))
-    if workers == 1:
-        curve, fps = _video_curve(video_path, 1)
-        a = _onsets_of(audio_path)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
 
-        frames, fps = _read_rgb_frames(video_path)
-        if not np.isfinite(fps) or fps <= 0:
-            raise InputError(str(video_path), f"invalid frame rate {fps}")
-        # Fork the flow workers before the audio thread starts (fork copies one thread).
-        global _FRAMES, _RGB
-        _FRAMES, _RGB = frames, True
-        k = min(workers, len(frames) - 1)
-        flow_pool = fork_pool(k) if len(frames) >= 4 else None
-        audio = ThreadPoolExecutor(max_workers=1)
-        try:
-            audio_job = audio.submit(_onsets_of, audio_path)
-            try:
-                if flow_pool is not None:
-                    bounds = np.linspace(1, len(frames), k + 1).round().astype(int)
-                    with flow_pool:
-                        parts = flow_pool.map(_chunk_values, [(int(bounds[j]), int(bounds[j + 1]))
-                                                              for j in range(k)])
-                    vals = [v for part in parts for v in part]
-                    curve = np.array([vals[0]] + vals, dtype=np.float64)
-                else:
-                    curve = flow_curve(frames, 1, rgb=True)
-            except ValueError as e:
-                raise InputError(str(video_path), str(e)) from e
-            finally:
-                _FRAMES = None
-            a = audio_job.result()
-        finally:
-            audio.shutdown(wait=False)
+def _flow_chunk(gray: np.ndarray) -> list[float]:
+    """Pool task: the values of the pairs (0, 1), (1, 2), ... of a gray chunk [k+1, H, W]."""
+    return _pair_values(np.ascontiguousarray(gray[0]), gray[1:], False)
+
+
+CHUNK_PAIRS = 8  # frame pairs per pool task: small, so the last clip of a batch balances
+MAX_CLIPS_IN_FLIGHT = 2  # clips whose gray frames are queued or being computed
+
+
+def _result(curve: np.ndarray, onsets: np.ndarray, fps: float) -> AVAlignResult:
+    a = onsets
     v = video_peaks(curve, fps)
     m = match_peaks(a, v, fps)
     if len(a) + len(v) == 0:  # the reference divides by zero here
         return AVAlignResult(None, "no audio onsets and no video flow peaks (AV-Align undefined)",
                              0, 0, 0, a, v, fps)
     return AVAlignResult(m / (len(a) + len(v) - m), None, len(a), len(v), m, a, v, fps)
+
+
+def _serial(video_path: str | os.PathLike, audio_path: str | os.PathLike) -> AVAlignResult:
+    curve, fps = _video_curve(video_path, 1)
+    return _result(curve, _onsets_of(audio_path), fps)
+
+
+def av_align_many(jobs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+                  workers: int | None = None) -> list[AVAlignResult | InputError]:
+    """AV-Align of several clips ``(video_path, audio_path)``: each clip's result, or the
+    :class:`InputError` that says why it has none, in input order.
+
+    ``workers`` > 1 (default :func:`default_workers`), from the main thread where fork
+    exists: one pool of that many forked processes serves the whole batch. The main
+    process decodes each video once, converts it to gray and queues its frame pairs in
+    chunks of :data:`CHUNK_PAIRS` (a chunk carries its k+1 gray frames, uint8), so the
+    work of all clips is balanced over the workers pair-chunk by pair-chunk, and a lone
+    clip is split as well. While the workers compute a clip's flow, the main process
+    finds its audio onsets and decodes the next clip; at most
+    :data:`MAX_CLIPS_IN_FLIGHT` clips' gray frames are queued at a time. Every pair is
+    computed by the serial loop's calls (in the main thread of a forked child), so each
+    result is bit-identical to ``workers=1``, the serial route (video, then audio, clip
+    after clip, the reference's order).
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    pool = None
+    if workers > 1 and jobs:
+        # Workers with one OpenCV thread each: they already fill the cores, and OpenCV's
+        # own threads gain ~5% on Farneback alone while competing with the other workers.
+        # Set here, before the fork: cv2.setNumThreads in a forked child hangs once the
+        # parent has used OpenCV's thread pool.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            pool = fork_pool(workers)
+        finally:
+            cv2.setNumThreads(threads)
+    if pool is None:
+        out: list[AVAlignResult | InputError] = []
+        for video, audio in jobs:
+            try:
+                out.append(_serial(video, audio))
+            except InputError as e:
+                out.append(e)
+        return out
+
+    results: list[Any] = [None] * len(jobs)
+    pending: list[tuple[int, Any, list[Any], np.ndarray | InputError, float]] = []
+
+    def finish(entry: tuple[int, Any, list[Any], np.ndarray | InputError, float]) -> None:
+        i, video, parts, onsets, fps = entry
+        try:
+            vals = [v for part in parts for v in part.get()]
+        except ValueError as e:
+            results[i] = InputError(str(video), str(e))
+            return
+        if isinstance(onsets, InputError):
+            results[i] = onsets
+            return
+        results[i] = _result(np.array([vals[0]] + vals, dtype=np.float64), onsets, fps)
+
+    with pool:
+        for i, (video, audio) in enumerate(jobs):
+            while len(pending) >= MAX_CLIPS_IN_FLIGHT:
+                finish(pending.pop(0))
+            try:
+                gray, fps = _gray_clip(video)
+                if len(gray) < 2:
+                    raise InputError(str(video), "optical flow needs at least 2 frames")
+            except InputError as e:
+                results[i] = e
+                continue
+            parts = [pool.apply_async(_flow_chunk, (gray[lo - 1:min(lo + CHUNK_PAIRS, len(gray))],))
+                     for lo in range(1, len(gray), CHUNK_PAIRS)]
+            del gray  # the queued chunks hold their frames until sent
+            try:
+                onsets: np.ndarray | InputError = _onsets_of(audio)
+            except InputError as e:
+                onsets = e
+            pending.append((i, video, parts, onsets, fps))
+        while pending:
+            finish(pending.pop(0))
+    return results
+
+
+def av_align(video_path: str | os.PathLike, audio_path: str | os.PathLike,
+             workers: int | None = None) -> AVAlignResult:
+    """AV-Align of one clip: video peaks from ``video_path``, onsets from ``audio_path``
+    (which may be the same mp4). Raises :class:`InputError` on unreadable input.
+
+    ``workers=1`` is the serial route, in the reference's order (decode the video, flow
+    frame pair by frame pair, then the audio's onsets). ``workers`` > 1 (default
+    :func:`default_workers`): :func:`av_align_many` on this one clip, its frame pairs
+    split over that many forked processes while the onsets are found. Both give
+    bit-identical results.
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1:
+        return _serial(video_path, audio_path)
+    res = av_align_many([(video_path, audio_path)], workers)[0]
+    if isinstance(res, InputError):
+        raise res
+    return res
