@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -194,6 +194,80 @@ def read_video(path: str | os.PathLike, *, start_s: float = 0.0, duration_s: flo
     if pick is None:
         return clip
     return VideoClip(clip.frames[np.asarray(pick(len(clip.frames), clip.fps), dtype=np.int64)], clip.fps, clip.path)
+
+
+def iter_video(path: str | os.PathLike, batch: int = 32) -> tuple[float, Iterator[np.ndarray]]:
+    """(fps, batches): every frame of ``path`` as uint8 ``[k, H, W, 3]`` RGB batches of at most
+    ``batch`` frames, the same frames in the same order as ``read_video(path).frames``,
+    never more than one batch held (a long video's frames would be GBs).
+
+    The backend is chosen as :func:`read_video` chooses it (decord unless it is missing,
+    cannot open the file or mis-indexes it; then PyAV). A decoder error after frames were
+    yielded raises :class:`InputError` naming the file: the caller excludes the clip."""
+    p = _check_file(path)
+    with _open(p) as c:
+        if not c.streams.video:
+            raise InputError(p, "no video stream")
+    try:
+        import decord
+
+        vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        n = len(vr)
+        if n == 0:
+            raise InputError(p, "video has no frames")
+        if float(vr.get_frame_timestamp(0)[0]) < -1e-3:  # read_video falls back to PyAV here
+            raise ValueError("decord mis-indexes this file")
+        fps = float(vr.get_avg_fps())
+    except InputError:
+        raise
+    except Exception:  # decord missing or unable: PyAV, as read_video
+        return _iter_video_pyav(p, batch)
+
+    def gen() -> Iterator[np.ndarray]:
+        for lo in range(0, n, batch):
+            try:
+                frames = vr.get_batch(list(range(lo, min(n, lo + batch)))).asnumpy()
+            except Exception as e:
+                raise InputError(p, f"decord failed at frame {lo} ({e})") from e
+            yield check_video(frames, p)
+
+    return fps, gen()
+
+
+def _iter_video_pyav(p: Path, batch: int) -> tuple[float, Iterator[np.ndarray]]:
+    with _open(p) as c:
+        vs = c.streams.video[0]
+        rate = vs.average_rate or vs.guessed_rate
+        if not rate:
+            raise InputError(p, "video stream has no frame rate")
+        fps = float(rate)
+
+    def gen() -> Iterator[np.ndarray]:
+        got = 0
+        with _open(p) as c:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            tb, t_start = vs.time_base, vs.start_time or 0
+            buf: list[np.ndarray] = []
+            try:
+                for frame in c.decode(vs):
+                    # frames before t = 0 (an edit list's pre-roll) are dropped, as read_video does
+                    if frame.pts is not None and round(float((frame.pts - t_start) * tb) * fps) < 0:
+                        continue
+                    buf.append(frame.to_ndarray(format="rgb24"))
+                    if len(buf) == batch:
+                        got += len(buf)
+                        yield check_video(np.stack(buf), p)
+                        buf = []
+            except av.error.FFmpegError as e:
+                raise InputError(p, f"corrupt video stream ({e})") from e
+            if buf:
+                got += len(buf)
+                yield check_video(np.stack(buf), p)
+        if got == 0:
+            raise InputError(p, "video has no frames")
+
+    return fps, gen()
 
 
 def _span(fps: float, start_s: float, duration_s: float | None, max_frames: int | None) -> tuple[int, int | None]:

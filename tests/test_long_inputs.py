@@ -150,3 +150,44 @@ def test_imagebind_subclips_are_the_old_clip_layout():
     new = ib.video_clips(frames)
     assert torch.equal(new, old)
     assert torch.equal(ib.subclips(ib.video_frames(frames), 4, 7), old[4:7])
+
+
+def _video(path, n: int = 21) -> str:
+    yy, xx = np.mgrid[0:48, 0:64]
+    frames = np.zeros((n, 48, 64, 3), np.uint8)
+    for i in range(n):
+        frames[i][(xx - 10 - 2 * i) ** 2 + (yy - 24) ** 2 < 60] = 255
+    media.write_mp4(path, frames, 10.0)
+    return str(path)
+
+
+def test_iter_video_is_read_video_in_batches(tmp_path):
+    from pathlib import Path
+
+    path = _video(tmp_path / "v.mp4")
+    whole = media.read_video(path)
+    fps, batches = media.iter_video(path, batch=4)
+    got = list(batches)
+    assert fps == whole.fps and max(len(b) for b in got) <= 4
+    assert np.array_equal(np.concatenate(got), whole.frames)
+    fps2, batches2 = media._iter_video_pyav(Path(path), 5)  # the fallback decoder
+    assert fps2 == whole.fps
+    assert np.array_equal(np.concatenate(list(batches2)), media._read_video_pyav(Path(path), 0.0, None, None).frames)
+    with pytest.raises(InputError, match="no video stream"):
+        media.iter_video(_wav(tmp_path / "a.wav", 0.5))
+
+
+def test_av_align_streams_frames_with_few_chunks_in_flight(tmp_path, monkeypatch):
+    import importlib
+
+    AV = importlib.import_module("foleybench.metrics.functional.av_align")
+
+    video = _video(tmp_path / "v.mp4", 31)
+    audio = _wav(tmp_path / "a.wav", 3.1)
+    serial = AV.av_align_many([(video, audio)], workers=1)[0]
+    monkeypatch.setattr(AV, "MAX_CHUNKS_IN_FLIGHT", 1)
+    monkeypatch.setattr(AV, "CHUNK_PAIRS", 3)
+    streamed = AV.av_align_many([(video, audio), (video, audio)], workers=2)
+    for r in streamed:
+        assert (r.score, r.n_video_peaks, r.n_audio_peaks) == (serial.score, serial.n_video_peaks, serial.n_audio_peaks)
+        assert np.array_equal(r.video_peaks, serial.video_peaks)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# av_align is bound eagerly: a lazy name equal to its submodule's would be shadowed by
+# the submodule itself once anything imported it (the import system binds the package
+# attribute to the module). The module imports OpenCV only on first use.
+from foleybench.metrics.functional.av_align import AVAlignResult, av_align  # noqa: E402,F401
+
 _WHERE = {
-    "AVAlignResult": "av_align",
-    "av_align": "av_align",
     "bootstrap_ci": "bootstrap",
     "FrechetReference": "frechet",
     "fd_infinity": "frechet",
@@ -18,7 +21,7 @@ _WHERE = {
     "gaussian_stats": "frechet",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted([*_WHERE, "AVAlignResult", "av_align"])
 
 
 def __getattr__(name: str) -> Any:

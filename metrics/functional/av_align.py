@@ -19,13 +19,28 @@ is None with a reason, and callers exclude the clip.
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from foleybench.api import InputError
+
+
+class _LazyCV2:
+    """OpenCV, imported on first use (then this placeholder is replaced by the module):
+    the package re-exports ``av_align`` eagerly, and a cached re-score must not pay for
+    OpenCV's import."""
+
+    def __getattr__(self, name: str) -> Any:
+        import cv2 as module
+
+        globals()["cv2"] = module
+        return getattr(module, name)
+
+
+cv2: Any = _LazyCV2()
 
 AUDIO_SR = 22050  # librosa.load's default rate, used by the reference
 FLOW_PARAMS = (0.5, 3, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
@@ -243,10 +258,24 @@ def _onsets_of(audio_path: str | os.PathLike) -> np.ndarray:
     return audio_onsets(samples, sr)
 
 
-def _video_curve(video_path: str | os.PathLike, workers: int) -> tuple[np.ndarray, float]:
-    frames, fps = _read_rgb_frames(video_path)
+def _rgb_stream(video_path: str | os.PathLike) -> tuple[Iterator[np.ndarray], float]:
+    """(one uint8 [H, W, 3] RGB frame at a time, fps): the frames of ``read_video(path)``
+    decoded in small batches (:func:`foleybench.media.iter_video`), never all held."""
+    from foleybench.media import iter_video
+
+    fps, batches = iter_video(video_path, batch=16)
     if not np.isfinite(fps) or fps <= 0:
         raise InputError(str(video_path), f"invalid frame rate {fps}")
+    return (f for b in batches for f in b), fps
+
+
+def _video_curve(video_path: str | os.PathLike, workers: int) -> tuple[np.ndarray, float]:
+    if workers == 1:  # streamed: memory does not grow with the video's length
+        frames, fps = _rgb_stream(video_path)
+    else:
+        frames, fps = _read_rgb_frames(video_path)
+        if not np.isfinite(fps) or fps <= 0:
+            raise InputError(str(video_path), f"invalid frame rate {fps}")
     try:
         return flow_curve(frames, workers, rgb=True), fps
     except ValueError as e:
@@ -268,12 +297,50 @@ def _gray_clip(video_path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return gray, fps
 
 
+def _queue_gray_chunks(pool: Any, video: str | os.PathLike, parts: list[Any], inflight: deque[Any]) -> float:
+    """Decode ``video`` frame batch by frame batch, convert each frame to luma (cvtColor
+    RGB2GRAY, as the serial route) and queue its frame pairs on ``pool`` in chunks of
+    :data:`CHUNK_PAIRS` (each chunk carries its k+1 gray frames; consecutive chunks share
+    a frame), appending the async results to ``parts``. At most
+    :data:`MAX_CHUNKS_IN_FLIGHT` chunks wait in ``inflight`` (all clips): beyond that the
+    oldest is waited for, so a long video never has all its frames decoded at once.
+    Returns the fps; InputError (naming the file) on bad input."""
+    frames, fps = _rgb_stream(video)
+    chunk: list[np.ndarray] = []
+    n = 0
+
+    def submit(c: list[np.ndarray]) -> None:
+        r = pool.apply_async(_flow_chunk, (np.stack(c),))
+        parts.append(r)
+        inflight.append(r)
+        while len(inflight) > MAX_CHUNKS_IN_FLIGHT:
+            inflight.popleft().wait()
+
+    for f in frames:
+        if f.ndim != 3 or f.shape[-1] != 3 or f.dtype != np.uint8:
+            raise InputError(str(video), f"expected uint8 RGB frames, got {f.dtype} {f.shape}")
+        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+        if chunk and g.shape != chunk[0].shape:
+            raise InputError(str(video), f"frame size changed from {chunk[0].shape} to {g.shape}")
+        chunk.append(g)
+        n += 1
+        if len(chunk) == CHUNK_PAIRS + 1:
+            submit(chunk)
+            chunk = [chunk[-1]]
+    if n < 2:
+        raise InputError(str(video), "optical flow needs at least 2 frames")
+    if len(chunk) > 1:
+        submit(chunk)
+    return fps
+
+
 def _flow_chunk(gray: np.ndarray) -> list[float]:
     """Pool task: the values of the pairs (0, 1), (1, 2), ... of a gray chunk [k+1, H, W]."""
     return _pair_values(np.ascontiguousarray(gray[0]), gray[1:], False)
 
 
 CHUNK_PAIRS = 8  # frame pairs per pool task: small, so the last clip of a batch balances
+MAX_CHUNKS_IN_FLIGHT = 32  # queued pool tasks (all clips): bounds the gray frames held
 MAX_CLIPS_IN_FLIGHT = 2  # clips whose gray frames are queued or being computed
 
 
@@ -333,6 +400,7 @@ def av_align_many(jobs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
 
     results: list[Any] = [None] * len(jobs)
     pending: list[tuple[int, Any, list[Any], np.ndarray | InputError, float]] = []
+    inflight: deque[Any] = deque()  # queued pool tasks (all clips), oldest first
 
     def finish(entry: tuple[int, Any, list[Any], np.ndarray | InputError, float]) -> None:
         i, video, parts, onsets, fps = entry
@@ -350,16 +418,12 @@ def av_align_many(jobs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
         for i, (video, audio) in enumerate(jobs):
             while len(pending) >= MAX_CLIPS_IN_FLIGHT:
                 finish(pending.pop(0))
+            parts: list[Any] = []
             try:
-                gray, fps = _gray_clip(video)
-                if len(gray) < 2:
-                    raise InputError(str(video), "optical flow needs at least 2 frames")
+                fps = _queue_gray_chunks(pool, video, parts, inflight)
             except InputError as e:
                 results[i] = e
                 continue
-            parts = [pool.apply_async(_flow_chunk, (gray[lo - 1:min(lo + CHUNK_PAIRS, len(gray))],))
-                     for lo in range(1, len(gray), CHUNK_PAIRS)]
-            del gray  # the queued chunks hold their frames until sent
             try:
                 onsets: np.ndarray | InputError = _onsets_of(audio)
             except InputError as e:
