@@ -123,9 +123,12 @@ def main(argv: list[str]) -> int:
         lines.append(f"| `{k}` | {'not measured' if v is None else f'{v:.3g}x'} | >= {goal:g}x | {met} | {what} |")
     lines += ["", "Not measured:", ""] + [f"- {x}" for x in NOT_MEASURED]
     if figures.get("av_align.peer_is_reference_script") == 0.0:
-        lines += ["", "AV-Align's peer here is our reference-order route (serial, same algorithm as "
-                  "TempoTokens' av_align.py); set FOLEYBENCH_PEER_AV_ALIGN=path/av_align.py:function to time "
-                  "the script itself."]
+        lines += ["", "AV-Align's peer here is the reference's procedure re-implemented from TempoTokens' "
+                  "av_align.py (cv2.VideoCapture decode, T+1 Farneback calls with two BGR2GRAY conversions "
+                  "per pair, librosa onsets; one process, clip after clip; its per-clip counts are checked "
+                  "equal to ours: `av_align.ref_counts_equal`); set "
+                  "FOLEYBENCH_PEER_AV_ALIGN=path/av_align.py:function to time the script itself. "
+                  "`av_align.speedup_vs_serial` compares with our own serial route."]
     lines += ["", "## All figures", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(figures.items())]
     if failed:
