@@ -41,6 +41,8 @@ from torch import nn
 
 from foleybench.memtrim import trim
 from foleybench.metrics.embedders import winograd
+from foleybench.metrics.embedders.fastops import im2col_conv_relu as _im2col_conv_relu
+from foleybench.metrics.embedders.fastops import linear_relu as _linear_relu
 
 # The light half (record, constants, embedder, build) lives in panns_embedder so that a
 # fully cached re-score needs no torch; it is re-exported here under its old names.
@@ -125,27 +127,6 @@ def _wide2_kernel(w: torch.Tensor) -> torch.Tensor:
         for wi in range(2):  # strided copies into the result: no [K, C, 3, 2, 2] temporary
             out[wo, :, :, wi, :] = w[:, :, :, idx[wo][wi]].permute(0, 2, 1)
     return out.reshape(2 * k, 6 * c)
-
-
-def _linear_relu(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``relu(a @ w.T + b)``; on CPU one oneDNN call (its GEMM runs about twice MKL's sgemm
-    rate on the project's AMD machine)."""
-    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # private: absent in some builds
-    if op is not None and a.device.type == "cpu" and a.dtype == torch.float32 \
-            and torch.backends.mkldnn.is_available():
-        return op(a, w, b, "relu", [], "")
-    return F.relu(torch.addmm(b, a, w.t()))
-
-
-def _im2col_conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``relu(conv2d(x, ., padding=1))`` for ``x [B, C, H, W]`` as one matrix product of the
-    3x3 windows ``[B H W, 9C]`` (columns ``(dh, dw, c)``) with ``w [K, 9C]``: for block 1's
-    single-channel input this writes the channels-last output directly, where oneDNN's
-    1-channel convolution is slow. Returns ``[B, K, H, W]`` (channels-last memory)."""
-    n, c, h, width = x.shape
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))                      # [B, H+2, W+2, C]
-    a = xp.unfold(1, 3, 1).unfold(2, 3, 1).permute(0, 1, 2, 4, 5, 3).reshape(n * h * width, 9 * c)
-    return _linear_relu(a, w, b).view(n, h, width, -1).permute(0, 3, 1, 2)
 
 
 def _wide2_conv_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

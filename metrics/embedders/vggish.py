@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # The light half (record, constants, embedder, build) lives in vggish_embedder so that a
@@ -92,8 +93,44 @@ class VGGishNet(nn.Module):
             nn.Linear(4096, 128),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # Fast route (default for CPU inference: eval mode, no autograd, float32): the first
+    # conv (1 input channel) as one matrix product of its 3x3 windows, the others on
+    # channels-last maps, and the two hidden Linear+ReLU layers as single oneDNN calls
+    # (metrics/embedders/fastops.py). Measured 1.6x the direct route's network time on the
+    # project's 2-core AMD machine; equal to it within 1e-6 relative
+    # (tests/test_vggish_fast.py). ``fast=False`` (attribute or argument) runs the direct
+    # route, the upstream graph layer by layer.
+    fast: bool = True
+
+    def forward(self, x: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
+        if (self.fast if fast is None else fast) and self._fast_ok(x):
+            return self._forward_fast(x)
         x = self.features(x)                       # [B, 512, 6, 4]
         # Flatten channels-last, the order of the TF original the weights come from.
         x = x.permute(0, 2, 3, 1).flatten(1)
         return self.embeddings(x)
+
+    def _fast_ok(self, x: torch.Tensor) -> bool:
+        return (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype == torch.float32 and self.features[0].weight.dtype == torch.float32)
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        from foleybench.metrics.embedders.fastops import im2col_conv_relu, linear_relu
+
+        first = True
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                if first:  # [K, 1, 3, 3] -> [K, 9] columns (dh, dw, c), as im2col_conv_relu reads
+                    w = m.weight.permute(0, 2, 3, 1).reshape(m.weight.shape[0], -1)
+                    x = im2col_conv_relu(x, w, m.bias)
+                    first = False
+                else:
+                    cl = torch.channels_last
+                    x = F.relu_(F.conv2d(x.contiguous(memory_format=cl), m.weight.contiguous(memory_format=cl),
+                                         m.bias, padding=1))
+            elif isinstance(m, nn.MaxPool2d):
+                x = F.max_pool2d(x, 2, 2)
+        x = x.permute(0, 2, 3, 1).flatten(1)       # the same (h, w, c) order as the direct route
+        fc1, fc2, fc3 = (m for m in self.embeddings if isinstance(m, nn.Linear))
+        x = linear_relu(linear_relu(x, fc1.weight, fc1.bias), fc2.weight, fc2.bias)
+        return F.linear(x, fc3.weight, fc3.bias)
