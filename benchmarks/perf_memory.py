@@ -55,6 +55,27 @@ def measure(name: str, path: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+DEFAULT = ["encodec", "vggish", "melstat", "panns"]
+
+
+def run(names: list[str] | None = None) -> dict[str, float]:
+    """``make perf``'s figures: ``memory.<embedder>.{8s,600s}_peak_mb`` and their difference
+    ``memory.<embedder>.growth_mb`` (what 10 minutes cost beyond 8 s)."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        short, long = _wav(Path(d) / "short.wav", 8), _wav(Path(d) / "long.wav", 600)
+        for name in names or DEFAULT:
+            a, b = measure(name, short), measure(name, long)
+            if "peak_mb" not in a or "peak_mb" not in b:
+                print(f"  memory {name}: failed ({a.get('error') or b.get('error')})")
+                continue
+            out[f"memory.{name}.8s_peak_mb"] = a["peak_mb"]
+            out[f"memory.{name}.600s_peak_mb"] = b["peak_mb"]
+            out[f"memory.{name}.growth_mb"] = b["peak_mb"] - a["peak_mb"]
+            print(f"  memory {name}: 8 s {a['peak_mb']:.0f} MB, 10 min {b['peak_mb']:.0f} MB")
+    return out
+
+
 def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory() as d:
         short, long = _wav(Path(d) / "short.wav", 8), _wav(Path(d) / "long.wav", 600)
@@ -65,4 +86,4 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["encodec", "vggish", "melstat", "panns"]))
+    sys.exit(main(sys.argv[1:] or DEFAULT))
