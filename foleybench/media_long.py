@@ -182,23 +182,45 @@ def _stream_resample(blocks: Iterator[np.ndarray], length: int, orig_sr: int, ne
     """``media.resample(x, orig_sr, new_sr)[0][:limit]`` of the mono signal ``x`` that the
     float32 ``[n]`` ``blocks`` concatenate to (``length`` samples in all), holding at most
     one block of the resampler's schedule (:func:`media._resample_blocks`) at a time."""
+    want = resampled_length(length, orig_sr, new_sr, limit)
+    out, w = np.empty(want, np.float32), 0
+    for part in _iter_resample(blocks, length, orig_sr, new_sr, limit):
+        out[w:w + len(part)] = part
+        w += len(part)
+    return out[:w]
+
+
+def resampled_length(length: int, orig_sr: int, new_sr: int, limit: int | None) -> int:
+    """How many samples :func:`_stream_resample` gives for ``length`` input samples."""
+    if orig_sr == new_sr:
+        total = length
+    else:
+        g = math.gcd(orig_sr, new_sr)
+        total = math.ceil((new_sr // g) * length / (orig_sr // g))
+    return total if limit is None else min(total, max(0, limit))
+
+
+def _iter_resample(blocks: Iterator[np.ndarray], length: int, orig_sr: int, new_sr: int,
+                   limit: int | None) -> Iterator[np.ndarray]:
+    """:func:`_stream_resample`'s output in consecutive float32 pieces (the same samples)."""
     import torch
     import torchaudio.functional as taf
 
-    if orig_sr == new_sr:  # media.resample copies: write the blocks up to the limit
-        want = length if limit is None else min(length, max(0, limit))
-        out, w = np.empty(want, np.float32), 0
+    want = resampled_length(length, orig_sr, new_sr, limit)
+    if orig_sr == new_sr:  # media.resample copies: the blocks up to the limit
+        w = 0
         for b in blocks:
             if w >= want:
                 break
             k = min(len(b), want - w)
-            out[w:w + k] = b[:k]
+            yield np.ascontiguousarray(b[:k], dtype=np.float32)
             w += k
-        return out[:w]
+        return
     if length <= media.RESAMPLE_BLOCK:
         whole = np.concatenate(list(blocks)) if length else np.zeros(0, np.float32)
         y = media.resample(whole[None], orig_sr, new_sr)[0]
-        return np.ascontiguousarray(y[:limit] if limit is not None else y, dtype=np.float32)
+        yield np.ascontiguousarray(y[:limit] if limit is not None else y, dtype=np.float32)
+        return
     g = math.gcd(orig_sr, new_sr)
     o, n = orig_sr // g, new_sr // g
     width = math.ceil(6 * o / (min(o, n) * 0.99))  # as media._resample_blocks
@@ -206,8 +228,6 @@ def _stream_resample(blocks: Iterator[np.ndarray], length: int, orig_sr: int, ne
     total = math.ceil(n * length / o)
     n_frames = math.ceil(length / o) + 1
     block = max(1, media.RESAMPLE_BLOCK // (2 * o))
-    want = total if limit is None else min(total, max(0, limit))
-    out = np.empty(want, np.float32)
     buf, buf_start = np.zeros(0, np.float32), 0  # buf holds input samples [buf_start, buf_start + len)
     it = iter(blocks)
     f0 = w = 0
@@ -229,10 +249,9 @@ def _stream_resample(blocks: Iterator[np.ndarray], length: int, orig_sr: int, ne
         g0 = (f0 * o - start) // o
         part = y[g0 * n:(g0 + f1 - f0) * n].numpy()
         k = min(len(part), want - w)
-        out[w:w + k] = part[:k]
+        yield np.array(part[:k], dtype=np.float32)  # a copy: y's buffer is freed
         w += k
         f0 = f1
-    return out[:w]
 
 
 def _mono_dc_free(path: Path, mean: np.float32) -> Iterator[np.ndarray]:
@@ -241,12 +260,14 @@ def _mono_dc_free(path: Path, mean: np.float32) -> Iterator[np.ndarray]:
 
 
 def load_preprocessed(path: str, rate: int, clip_seconds: float | None,
-                      scan: AudioScan | None = None) -> np.ndarray:
+                      scan: AudioScan | None = None, lazy: bool = False) -> "np.ndarray | LongAudio":
     """float32 ``[N]``: the protocol's mono, DC-free, resampled, cut audio of ``path``.
 
     Files up to :data:`LEAN_ABOVE_S` take the plain reader; longer ones (or ones whose
     headers give no length) are streamed (module docstring). ``scan``: a
-    :func:`scan_audio` of the file already made (saves the first pass)."""
+    :func:`scan_audio` of the file already made (saves the first pass). ``lazy``: a
+    streamed file comes back as a :class:`LongAudio` (its samples made block by block
+    when read) instead of an array."""
     p = Path(path)
     declared = declared_seconds(p) if scan is None else scan.seconds
     if scan is None and declared is not None and declared <= LEAN_ABOVE_S:
@@ -254,4 +275,82 @@ def load_preprocessed(path: str, rate: int, clip_seconds: float | None,
         return media.preprocess_audio(clip.samples, clip.sample_rate, rate, clip_seconds)
     scan = scan_audio(p) if scan is None else scan
     limit = None if clip_seconds is None else round(clip_seconds * rate)
-    return _stream_resample(_mono_dc_free(p, scan.mean), scan.n_samples, scan.sample_rate, int(rate), limit)
+    long = LongAudio(str(p), int(rate), scan, limit)
+    return long if lazy else long.materialise()
+
+
+class LongAudio:
+    """The preprocessed samples of a long file, made when read: :meth:`blocks` streams them
+    (two decoding passes' worth of memory: one resampler block), :meth:`materialise` gives
+    the whole array (what :func:`load_preprocessed` returns without ``lazy``), and
+    :meth:`reader` serves forward-moving windows. ``len()`` and ``shape`` are known
+    without decoding (from the scan)."""
+
+    ndim = 1
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path: str, rate: int, scan: AudioScan, limit: int | None):
+        self.path, self.rate, self.scan, self.limit = path, rate, scan, limit
+        self.n = resampled_length(scan.n_samples, scan.sample_rate, rate, limit)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.n,)
+
+    @property
+    def size(self) -> int:
+        return self.n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"LongAudio({self.path!r}, {self.n} samples at {self.rate} Hz)"
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """float32 pieces whose concatenation is :meth:`materialise` (bit for bit)."""
+        return _iter_resample(_mono_dc_free(Path(self.path), self.scan.mean), self.scan.n_samples,
+                              self.scan.sample_rate, self.rate, self.limit)
+
+    def materialise(self) -> np.ndarray:
+        return _stream_resample(_mono_dc_free(Path(self.path), self.scan.mean), self.scan.n_samples,
+                                self.scan.sample_rate, self.rate, self.limit)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        x = self.materialise()
+        return x if dtype is None else x.astype(dtype)
+
+    def reader(self) -> "WindowReader":
+        return WindowReader(self.blocks(), self.n)
+
+
+class WindowReader:
+    """Windows ``[lo, hi)`` of a signal that arrives in blocks, for readers that move
+    forward: a window may start anywhere at or after the previous window's start (overlap
+    allowed); samples before the latest start are dropped, so memory is one window plus
+    one block."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], n: int):
+        self._it, self.n = iter(blocks), n
+        self._buf, self._start = np.zeros(0, np.float32), 0
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        lo, hi = max(0, lo), min(hi, self.n)
+        if lo < self._start:
+            raise ValueError(f"window start {lo} is before the reader's position {self._start}")
+        if lo > self._start:
+            drop = min(lo - self._start, len(self._buf))
+            self._buf, self._start = self._buf[drop:], self._start + drop
+        have = self._start + len(self._buf)
+        if have < hi:
+            parts = [self._buf]
+            while have < hi:
+                nxt = next(self._it, None)
+                if nxt is None:
+                    raise InputError("<stream>", "audio ended before its scanned length")
+                parts.append(nxt)
+                have += len(nxt)
+            self._buf = np.concatenate(parts)
+            if lo > self._start:  # the start fell in blocks just read
+                self._buf, self._start = self._buf[lo - self._start:], lo
+        return self._buf[lo - self._start:hi - self._start]

@@ -30,7 +30,7 @@ from foleybench.api import ClipPair, MetricValue, ScoreContext
 from foleybench.cache import ValueMemo, embed_files
 from foleybench.metrics.base import PairedEmbedding
 from foleybench.metrics.embedders import get_embedder
-from foleybench.metrics.frechet_state import FrechetState, centred_stats
+from foleybench.metrics.frechet_state import FrechetState, centred_stats_blocks, row_blocks
 from foleybench.metrics.functional.frechet import bootstrap_fd, fd_infinity, frechet_distance
 
 COVARIANCE = {0: "divided by N (ddof=0)", 1: "unbiased (N-1)"}
@@ -102,34 +102,30 @@ class FrechetMetric(PairedEmbedding):
         """The interval (or None) once the value exists; may add to ``extras``."""
         return None
 
-    def _stack(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        if not blocks:
-            return np.zeros((0, self.dim))
-        return np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, self.dim) for b in blocks])
-
     def compute(self) -> MetricValue:
         ids, rows = self.sorted_rows()
         n = len(ids)
-        # All clips' rows stacked in sorted-id order, centred, one float64 product per side:
-        # the value does not depend on how the clips were batched or sharded when they were
+        # All clips' rows in sorted-id order, centred, one float64 product per side: the
+        # value does not depend on how the clips were batched or sharded when they were
         # scored, and centring first (as numpy.cov) avoids the cancellation of
         # sum(x x^T) - n mu mu^T for embeddings whose mean is large against their spread.
-        x_g = self._stack([g for g, _ in rows])
-        x_r = self._stack([r for _, r in rows])
+        # Many rows (a long input's frames) are not stacked: centred_stats_blocks.
+        b_g = [np.asarray(g).reshape(-1, self.dim) for g, _ in rows]
+        b_r = [np.asarray(r).reshape(-1, self.dim) for _, r in rows]
         gen, ref = FrechetState(self.dim), FrechetState(self.dim)
-        gen.count, ref.count = len(x_g), len(x_r)  # extras read the counts
+        gen.count, ref.count = sum(map(len, b_g)), sum(map(len, b_r))  # extras read the counts
         extras = self.extras(gen, ref, n)
         if gen.count < 2 or ref.count < 2:
             extras["reason"] = self.too_few
             return MetricValue(None, n, None, extras)
-        memo, key = self._memo(x_g, x_r, rows)
+        memo, key = self._memo(b_g, b_r, rows)
         done = memo.get(key) if memo is not None else None
         if done is not None:  # the same rows, options and code: the value computed before
             extras.update(done["extras"])
             ci = done["ci"]
             return MetricValue(done["value"], n, tuple(ci) if ci is not None else None, extras)
-        mu_g, s_g = centred_stats(x_g, self.ddof)
-        mu_r, s_r = centred_stats(x_r, self.ddof)
+        mu_g, s_g = centred_stats_blocks(b_g, self.dim, self.ddof)
+        mu_r, s_r = centred_stats_blocks(b_r, self.dim, self.ddof)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
         before = dict(extras)
         ci = self.finish(rows, mu_r, s_r, extras)
@@ -146,18 +142,21 @@ class FrechetMetric(PairedEmbedding):
                  if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
         return {**plain, "seed": self.ctx.seed}
 
-    def _memo(self, x_g: np.ndarray, x_r: np.ndarray,
+    def _memo(self, b_g: Sequence[np.ndarray], b_r: Sequence[np.ndarray],
               rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[ValueMemo | None, str]:
         """The value memo of the embedding cache (None without one) and this result's key:
-        sha256 of the stacked float64 rows, each clip's row counts (the bootstrap resamples
-        clips), the options, the implementation's source and the numeric environment."""
+        sha256 of the stacked float64 rows (hashed block by block: the same digest), each
+        clip's row counts (the bootstrap resamples clips), the options, the implementation's
+        source and the numeric environment."""
         if not self.ctx.cache_dir or os.environ.get("FOLEYBENCH_NO_VALUE_MEMO"):
             return None, ""
         h = hashlib.sha256(b"frechet-metric-v1|" + _implementation_id(type(self)).encode())
         h.update(json.dumps([type(self).__qualname__, self.name, self.memo_options()], sort_keys=True).encode())
-        for x, counts in ((x_g, [len(g) for g, _ in rows]), (x_r, [len(r) for _, r in rows])):
-            h.update(f"|{x.shape}|{x.dtype}|{counts}|".encode())
-            h.update(np.ascontiguousarray(x).tobytes())
+        for blocks, counts in ((b_g, [len(g) for g, _ in rows]), (b_r, [len(r) for _, r in rows])):
+            shape = (sum(map(len, blocks)), self.dim)
+            h.update(f"|{shape}|float64|{counts}|".encode())
+            for x in row_blocks(list(blocks), self.dim):
+                h.update(np.ascontiguousarray(x).tobytes())
         return ValueMemo(self.ctx.cache_dir), h.hexdigest()
 
     def provenance(self) -> dict[str, Any]:

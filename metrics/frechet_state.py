@@ -7,7 +7,7 @@ float64 rounding of the sums).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -103,4 +103,43 @@ def centred_stats(x: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]
     mu = x.mean(axis=0)
     xc = x - mu
     scatter = xc.T @ xc
+    return mu, (scatter + scatter.T) / (2.0 * (n - ddof))
+
+
+STACK_MAX = 1 << 23  # float64 entries (64 MB) up to which the rows are stacked for one product
+BLOCK_ROWS = 1 << 14  # rows per float64 block beyond that
+
+
+def row_blocks(blocks: "list[Any]", dim: int, rows: int | None = None) -> "Iterator[np.ndarray]":
+    """The float64 ``[<=rows, dim]`` pieces of ``blocks`` in order (each clip's rows cut
+    into pieces of at most ``rows``, default :data:`BLOCK_ROWS`): their concatenation is
+    the stacked rows."""
+    rows = BLOCK_ROWS if rows is None else rows
+    for b in blocks:
+        a = np.asarray(b).reshape(-1, dim)
+        for i in range(0, len(a), rows):
+            yield np.asarray(a[i:i + rows], dtype=np.float64)
+
+
+def centred_stats_blocks(blocks: "list[Any]", dim: int, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centred_stats` of the rows ``blocks`` stack to, without stacking them when they
+    are many (more than :data:`STACK_MAX` entries): the mean from float64 block sums, then
+    the scatter of the centred rows block by block, so memory is one block whatever the
+    number of rows. Up to that size the rows are stacked and the arithmetic is exactly
+    :func:`centred_stats`'s; beyond it the sums are grouped differently (float64 rounding)."""
+    n = sum(len(np.asarray(b).reshape(-1, dim)) for b in blocks)
+    if n * dim <= STACK_MAX:
+        x = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, dim) for b in blocks]) if blocks \
+            else np.zeros((0, dim))
+        return centred_stats(x, ddof)
+    if n <= ddof:
+        raise ValueError(f"need more than {ddof} samples for ddof={ddof}, have {n}")
+    total = np.zeros(dim, np.float64)
+    for x in row_blocks(blocks, dim):
+        total += x.sum(axis=0)
+    mu = total / n
+    scatter = np.zeros((dim, dim), np.float64)
+    for x in row_blocks(blocks, dim):
+        xc = x - mu
+        scatter += xc.T @ xc
     return mu, (scatter + scatter.T) / (2.0 * (n - ddof))

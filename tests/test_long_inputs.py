@@ -191,3 +191,92 @@ def test_av_align_streams_frames_with_few_chunks_in_flight(tmp_path, monkeypatch
     for r in streamed:
         assert (r.score, r.n_video_peaks, r.n_audio_peaks) == (serial.score, serial.n_video_peaks, serial.n_audio_peaks)
         assert np.array_equal(r.video_peaks, serial.video_peaks)
+
+
+# ----------------------------------------------------------------------------- streamed embedder input
+def test_long_audio_blocks_and_windows_are_the_array(tmp_path, small_blocks):
+    path = _wav(tmp_path / "a.wav", 4.0)
+    long = media_long.load_preprocessed(path, 16000, None, lazy=True)
+    assert type(long).__name__ == "LongAudio"
+    whole = media_long.load_preprocessed(path, 16000, None)
+    assert len(long) == long.shape[0] == len(whole)
+    assert np.array_equal(np.concatenate(list(long.blocks())), whole)
+    assert np.array_equal(np.asarray(long), whole)
+    r = long.reader()
+    rng = np.random.default_rng(0)
+    lo = 0
+    for _ in range(40):  # forward-moving, overlapping windows, some past the end
+        lo = min(len(whole), lo + int(rng.integers(0, 3000)))
+        hi = lo + int(rng.integers(1, 9000))
+        assert np.array_equal(r.get(lo, hi), whole[lo:hi])
+    with pytest.raises(ValueError, match="before the reader's position"):
+        r.get(lo - 10, lo)
+
+
+def test_reflect_window_is_numpy_reflect_padding():
+    from foleybench.metrics.embedders.audio_base import reflect_window
+
+    x = np.arange(50, dtype=np.float32)
+    padded = np.pad(x, (7, 7), mode="reflect")
+    for lo, hi in [(-7, 20), (-3, 57), (10, 57), (0, 50), (5, 30), (-7, 57)]:
+        got = reflect_window(lambda a, b: x[a:b], lo, hi, len(x))
+        assert np.array_equal(got, padded[lo + 7:hi + 7]), (lo, hi)
+
+
+@pytest.mark.parametrize("name", ["melstat", "vggish", "panns", "encodec"])
+def test_streamed_embedders_equal_the_whole_array(tmp_path, small_blocks, monkeypatch, name):
+    """A long file read block by block gives the embedding of the whole array, with every
+    chunked branch taken (chunk sizes shrunk so a few seconds span several): bit for bit,
+    except melstat, whose runs' STFTs round like the whole-signal STFT to 1 float32 ulp
+    (the FFT batches frames differently)."""
+    from foleybench.api import ScoreContext
+    from foleybench.metrics.embedders import get_embedder
+    from foleybench.metrics.embedders.melstat import MelStat
+    from foleybench.metrics.embedders.panns import Cnn14
+    from foleybench.metrics.embedders.vggish_embedder import VGGish
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(MelStat, "RUN_FRAMES", 3)
+    monkeypatch.setattr(VGGish, "chunk_examples", 1)
+    monkeypatch.setattr(Cnn14, "CHUNK_FRAMES", 64)
+    ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=1)
+    emb = get_embedder(name, ctx)
+    if name == "encodec":
+        monkeypatch.setattr(emb, "chunk_samples", 24000 // 2)
+        monkeypatch.setattr(emb, "LATENT_CHUNK", 50)
+    path = _wav(tmp_path / "a.wav", 6.3 if name != "panns" else 4.3, rate=22050)
+    x = emb.load_input(path, ctx)
+    assert type(x).__name__ == "LongAudio"
+    whole = x.materialise()
+    got = emb.embed_inputs([x])[0]
+    want = emb.embed_inputs([whole])[0]
+    assert got.shape == want.shape and got.shape[0] >= (1 if name == "panns" else 4)
+    if name == "melstat":
+        assert np.abs(got - want).max() <= 2 * np.spacing(np.abs(want).max())
+    else:
+        assert np.array_equal(got, want)
+    if name == "panns":
+        assert np.array_equal(emb.logits_inputs([x])[0], emb.logits_inputs([whole])[0])
+
+
+def test_many_rows_are_not_stacked_for_the_fd_statistics(monkeypatch):
+    """Beyond STACK_MAX entries the FD statistics come from float64 blocks (a long input's
+    frames): the same mean and covariance to float64 rounding, and the value memo's key
+    (hashed block by block) is the digest of the stacked rows."""
+    import hashlib
+
+    from foleybench.metrics import frechet_state as fs
+
+    rng = np.random.default_rng(0)
+    blocks = [(rng.standard_normal((n, 16)) * 3 + 100).astype(np.float32) for n in (5, 700, 1, 40)]
+    mu0, s0 = fs.centred_stats(np.concatenate(blocks).astype(np.float64))
+    monkeypatch.setattr(fs, "STACK_MAX", 100)
+    monkeypatch.setattr(fs, "BLOCK_ROWS", 64)
+    mu1, s1 = fs.centred_stats_blocks(blocks, 16)
+    assert np.allclose(mu1, mu0, rtol=1e-13, atol=0) and np.allclose(s1, s0, rtol=1e-11, atol=1e-12)
+    h0 = hashlib.sha256(np.concatenate(blocks).astype(np.float64).tobytes()).hexdigest()
+    h1 = hashlib.sha256()
+    for x in fs.row_blocks(blocks, 16):
+        assert len(x) <= 64
+        h1.update(np.ascontiguousarray(x).tobytes())
+    assert h1.hexdigest() == h0

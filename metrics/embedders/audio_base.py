@@ -27,12 +27,31 @@ if TYPE_CHECKING:  # torch is imported where a batch runs (a cached re-score nev
 RESAMPLER_ID = "torchaudio-sinc"
 
 
-def _load_audio(path: str, rate: int, clip_seconds: float | None) -> np.ndarray:
+def _load_audio(path: str, rate: int, clip_seconds: float | None, lazy: bool = False) -> Any:
     """Decode ``path`` and preprocess it to mono float32 ``[N]`` at ``rate`` Hz; a file far
-    longer than ``clip_seconds`` is not held whole (foleybench.media_long)."""
+    longer than ``clip_seconds`` is not held whole (foleybench.media_long). ``lazy``: a long
+    file comes back as a :class:`~foleybench.media_long.LongAudio`, read block by block."""
     from foleybench.media_long import load_preprocessed
 
-    return load_preprocessed(path, rate, clip_seconds)
+    return load_preprocessed(path, rate, clip_seconds, lazy=lazy)
+
+
+def is_long(x: Any) -> bool:
+    """True for a :class:`~foleybench.media_long.LongAudio` (checked without importing it)."""
+    return type(x).__name__ == "LongAudio"
+
+
+def reflect_window(get: Callable[[int, int], np.ndarray], lo: int, hi: int, n: int) -> np.ndarray:
+    """Samples ``[lo, hi)`` of a signal of length ``n`` extended by reflection at both ends
+    (``numpy.pad(mode="reflect")`` / torch's reflect padding: index -k is sample k, index
+    n - 1 + k is sample n - 1 - k), read through ``get(a, b)`` (samples ``[a, b)``, a
+    forward-moving reader). The reflected part must come from within the window's real part."""
+    a, b = max(lo, 0), min(hi, n)
+    core = np.asarray(get(a, b), dtype=np.float32)
+    left, right = max(0, -lo), max(0, hi - n)
+    if left or right:
+        core = np.pad(core, (left, right), mode="reflect")
+    return core
 
 
 class AudioEmbedder(TorchEmbedder):
@@ -47,11 +66,23 @@ class AudioEmbedder(TorchEmbedder):
     kind: ClassVar[str] = "audio"
     min_seconds: ClassVar[float] = 0.0
     n_classes: ClassVar[int | None] = None
+    # True: a long input (foleybench.media_long.LongAudio) is read block by block by
+    # ``_embed_long`` / ``_logits_long`` and never held whole; they give exactly what
+    # ``_embed`` / ``_logits`` give on the whole array. False: it is materialised first.
+    streams_long: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ contract
-    def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
-        """float32 ``[N]`` samples at ``rate`` Hz; InputError naming ``path`` on bad input."""
-        x = np.ascontiguousarray(_load_audio(path, int(self.rate), ctx.clip_seconds), dtype=np.float32)
+    def load_input(self, path: str, ctx: ScoreContext) -> Any:
+        """float32 ``[N]`` samples at ``rate`` Hz (a streamed long file: a LongAudio whose
+        samples are read when embedded; its decoder has checked them for NaN/inf);
+        InputError naming ``path`` on bad input."""
+        x = _load_audio(path, int(self.rate), ctx.clip_seconds, lazy=self.streams_long)
+        if is_long(x):
+            if len(x) < self.min_samples:
+                raise InputError(path, f"{len(x) / self.rate:.3f} s of audio is shorter than the "
+                                       f"{self.min_seconds} s {self.name} needs")
+            return x
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 1:
             raise InputError(path, f"expected mono samples [N] after preprocessing, got shape {x.shape}")
         if x.shape[0] < self.min_samples:
@@ -94,12 +125,48 @@ class AudioEmbedder(TorchEmbedder):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _embed_long(self, x: Any) -> torch.Tensor:
+        """``_embed`` of a LongAudio's samples (``[1, F, dim]``), read block by block."""
+        raise NotImplementedError
+
+    def _logits_long(self, x: Any) -> torch.Tensor:
+        """``_logits`` of a LongAudio's samples (``[1, K]``), read block by block."""
+        raise NotImplementedError
+
+    def _run_long(self, x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """One long input through ``fn``: streamed when the embedder can (``streams_long``),
+        else materialised and run as one batch."""
+        import torch
+
+        from foleybench.device import inference
+
+        stream = None
+        if self.streams_long:
+            stream = self._embed_long if fn == self._embed else self._logits_long if fn == self._logits else None
+        if stream is None:
+            y = self._forward(fn, torch.from_numpy(np.asarray(x.materialise(), np.float32)[None]))
+        else:
+            with inference(str(self.device), bool(self.amp)):
+                y = stream(x).float().cpu()
+        return np.ascontiguousarray(y.numpy()[0], dtype=np.float32)
+
+    def _window_getter(self, x: Any) -> Callable[[int, int], torch.Tensor]:
+        """``get(lo, hi)``: ``[1, hi - lo]`` float32 samples of a LongAudio on the device,
+        for windows that move forward (overlaps allowed)."""
+        import torch
+
+        r = x.reader()
+        return lambda lo, hi: torch.from_numpy(np.array(r.get(lo, hi), np.float32))[None].to(self.device)
+
     def _run(self, inputs: Sequence[np.ndarray], fn: Callable[[torch.Tensor], torch.Tensor]) -> list[np.ndarray]:
         # Group equal lengths so no clip is padded by its neighbours' lengths.
         groups: dict[int, list[int]] = defaultdict(list)
-        for i, x in enumerate(inputs):
-            groups[int(np.asarray(x).shape[-1])].append(i)
         out: list[np.ndarray | None] = [None] * len(inputs)
+        for i, x in enumerate(inputs):
+            if is_long(x):  # alone, read block by block
+                out[i] = self._run_long(x, fn)
+            else:
+                groups[int(np.asarray(x).shape[-1])].append(i)
         import torch
 
         for idx in groups.values():

@@ -61,6 +61,7 @@ class EnCodec(AudioEmbedder):
     # one-pass input, so a long input peaks below a 10 s one.
     chunk_samples: int = 5 * SAMPLE_RATE   # multiple of HOP
     CONTEXT = 10 * HOP
+    streams_long = True  # a long file is read chunk by chunk, never held whole
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, T, 128]`` continuous encoder latents."""
@@ -70,18 +71,30 @@ class EnCodec(AudioEmbedder):
             z = self._encode_chunked(x[:, None, :])
         return z.transpose(1, 2)
 
-    def _encode_chunked(self, x: torch.Tensor) -> torch.Tensor:
+    def _embed_long(self, x: Any) -> torch.Tensor:
+        """A LongAudio through the same chunks as :meth:`_encode_chunked`, each chunk read
+        from the stream when it is needed."""
+        if len(x) <= 2 * self.chunk_samples:  # what _embed does in one pass
+            return self._embed(self._window_getter(x)(0, len(x)))
+        get = self._window_getter(x)
+        return self._encode_chunked(None, get=lambda lo, hi: get(lo, hi)[:, None, :], n=len(x)).transpose(1, 2)
+
+    def _encode_chunked(self, x: torch.Tensor | None, get: Any = None, n: int | None = None) -> torch.Tensor:
         """The encoder of ``x`` ``[B, 1, N]``, streamed: its strided conv stack chunk by chunk,
         each chunk's 512-channel frames fed straight on to the LSTM and final conv
-        (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input."""
+        (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input.
+        ``get(lo, hi)`` and ``n`` in place of ``x``: the chunks read from a stream."""
         layers = list(self.net.encoder.model)
         cut = next(i for i, m in enumerate(layers) if type(m).__name__ == "SLSTM")
         convs, rest = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
-        n, step, ctx = x.shape[-1], self.chunk_samples, self.CONTEXT
+        if x is not None:
+            n = x.shape[-1]
+            get = lambda lo, hi: x[..., lo:hi]  # noqa: E731
+        step, ctx = self.chunk_samples, self.CONTEXT
         stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT)
         for start in range(0, n, step):
             lo = max(0, start - ctx)
-            y = convs(x[..., lo:min(n, start + step)])
+            y = convs(get(lo, min(n, start + step)))
             stream.push(y[..., (start - lo) // HOP:])
             del y
             trim()  # the chunk's freed activations back to the OS (foleybench.memtrim)

@@ -32,6 +32,7 @@ float32 (the network's parameters are 309 MiB).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import librosa
 import numpy as np
@@ -291,17 +292,24 @@ class Cnn14(nn.Module):
                     x = F.avg_pool2d(x, 2)
         return x.mean(dim=3)                                           # over mel -> [B, 2048, T']
 
-    def _frames_chunked(self, x: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
-        """:meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk."""
-        padded = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")  # global centring
-        n_stft = x.shape[-1] // HOP + 1
+    def _frames_chunked(self, x: torch.Tensor | None, fast: bool | None = None, get: Any = None,
+                        n: int | None = None) -> torch.Tensor:
+        """:meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk.
+        ``get(lo, hi)`` and ``n`` in place of ``x``: the samples ``[lo, hi)`` of a signal of
+        ``n`` samples, reflected past both ends as the centring pads ``x`` (a stream's
+        windows, which move forward)."""
+        if x is not None:
+            padded = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")  # global centring
+            n = x.shape[-1]
+            get = lambda lo, hi: padded[:, 0, lo + N_FFT // 2:hi + N_FFT // 2]  # noqa: E731
+        n_stft = n // HOP + 1
         n_out = n_stft // self.POOL
         parts = []
         for a in range(0, n_out, self.CHUNK_FRAMES // self.POOL):
             b = min(n_out, a + self.CHUNK_FRAMES // self.POOL)
             s = max(0, a * self.POOL - self.CONTEXT)
             e = min(n_stft, b * self.POOL + self.CONTEXT)
-            seg = padded[..., s * HOP:(e - 1) * HOP + N_FFT]             # exactly STFT frames s..e-1
+            seg = get(s * HOP - N_FFT // 2, (e - 1) * HOP + N_FFT // 2)[:, None]  # exactly STFT frames s..e-1
             st = self.spectrogram_extractor.stft
             re, im = st.conv_real(seg), st.conv_imag(seg)
             spec = (re ** 2 + im ** 2).transpose(1, 2)[:, None]
@@ -310,13 +318,26 @@ class Cnn14(nn.Module):
             parts.append(y[..., lo:lo + (b - a)])
         return torch.cat(parts, dim=-1)
 
+    def long_input(self, n: int) -> bool:
+        """True when ``n`` samples take the chunked route."""
+        return n // HOP + 1 > self.CHUNK_FRAMES + 2 * self.CONTEXT
+
+    def forward_stream(self, get: Any, n: int, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` of a signal of ``n`` samples (a chunked-route length) read through
+        ``get(lo, hi)`` (``[1, hi - lo]``, reflected past the ends; see :meth:`_frames_chunked`)."""
+        return self._head(self._frames_chunked(None, fast=fast, get=get, n=n))
+
     def forward(self, x: torch.Tensor, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``fast``: the Winograd route (None: ``self.fast``); it applies only in eval mode
         without autograd, float32 on CPU (see :meth:`_use_fast`)."""
-        if x.shape[-1] // HOP + 1 > self.CHUNK_FRAMES + 2 * self.CONTEXT:
+        if self.long_input(x.shape[-1]):
             x = self._frames_chunked(x, fast=fast)
         else:
             x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)), fast=fast)  # [B, 2048, T']
+        return self._head(x)
+
+    def _head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame features ``[B, 2048, T']`` -> (embedding, logits)."""
         x = x.max(dim=2).values + x.mean(dim=2)                        # over time
         emb = F.relu(self.fc1(x))
         return emb, self.fc_audioset(emb)

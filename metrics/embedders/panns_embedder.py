@@ -8,7 +8,7 @@ the method.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from foleybench import weights as W
 from foleybench.metrics.embedders.audio_base import AudioEmbedder
@@ -60,6 +60,29 @@ class PANNs(AudioEmbedder):
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, fast=self.fast)[1]                       # [B, 527], pre-sigmoid
+
+    streams_long = True  # a long file is read chunk by chunk (Cnn14.forward_stream), never held whole
+
+    def _long(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.net.long_input(len(x)):
+            return self.net(self._window_getter(x)(0, len(x)), fast=self.fast)
+        from foleybench.metrics.embedders.audio_base import reflect_window
+
+        r = x.reader()
+        import numpy as np
+        import torch
+
+        def window(lo: int, hi: int) -> torch.Tensor:
+            w = reflect_window(r.get, lo, hi, len(x))
+            return torch.from_numpy(np.ascontiguousarray(w))[None].to(self.device)
+
+        return self.net.forward_stream(window, len(x), fast=self.fast)
+
+    def _embed_long(self, x: Any) -> torch.Tensor:
+        return self._long(x)[0][:, None, :]
+
+    def _logits_long(self, x: Any) -> torch.Tensor:
+        return self._long(x)[1]
 
 
 def build(mode: str = "pretrained", checkpoint: str | None = None, device: str = "cpu",

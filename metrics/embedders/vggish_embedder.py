@@ -7,7 +7,7 @@ everything here), imported on the first cache miss. See that module for the meth
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from foleybench import weights as W
 from foleybench.device import full_precision
@@ -54,6 +54,8 @@ class VGGish(AudioEmbedder):
     # examples are exactly the full pass's; a run takes 240 samples past its last example.
     chunk_examples: int = 32
 
+    streams_long = True  # a long file is read run by run, never held whole
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, E, 128]`` (E = complete 0.96 s examples)."""
         span = EXAMPLE_FRAMES * HOP * self.chunk_examples
@@ -61,12 +63,26 @@ class VGGish(AudioEmbedder):
             return self._embed_whole(x)
         import torch
 
-        rows = []
-        for row in x:
-            parts = [self._embed_whole(row[None, s:s + span + WIN - HOP])
-                     for s in range(0, x.shape[-1] - WIN + 1, span)]
-            rows.append(torch.cat([p for p in parts if p.shape[1]], dim=1)[0])
-        return torch.stack(rows)
+        return torch.stack([self._embed_runs(lambda lo, hi, row=row: row[None, lo:hi], x.shape[-1])[0] for row in x])
+
+    def _embed_long(self, x: Any) -> torch.Tensor:
+        """A LongAudio in the same runs as :meth:`_embed`, each read when it is needed."""
+        get = self._window_getter(x)
+        if len(x) <= EXAMPLE_FRAMES * HOP * self.chunk_examples + WIN:
+            return self._embed_whole(get(0, len(x)))
+        return self._embed_runs(get, len(x))
+
+    def _embed_runs(self, get: Any, n: int) -> torch.Tensor:
+        """``[1, E, 128]`` of one signal of ``n`` samples read as ``get(lo, hi)`` ``[1, hi - lo]``,
+        ``chunk_examples`` examples per run."""
+        import torch
+
+        span = EXAMPLE_FRAMES * HOP * self.chunk_examples
+        need = WIN + (EXAMPLE_FRAMES - 1) * HOP  # samples of one complete example
+        # A run that would start less than one example before the end holds none: skipped
+        # (the network cannot take an empty batch; a 31 s clip used to fail here).
+        parts = [self._embed_whole(get(s, s + span + WIN - HOP)) for s in range(0, n - need + 1, span)]
+        return torch.cat(parts, dim=1)
 
     def _embed_whole(self, x: torch.Tensor) -> torch.Tensor:
         import torch

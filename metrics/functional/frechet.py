@@ -322,6 +322,7 @@ def bootstrap_fd(
 
 
 _SUFFICIENT_MAX = 64 * 1024 * 1024 // 8  # per-clip outer products held at most (float64 entries)
+_CLIP_BLOCK = 1 << 14  # rows of one clip converted to float64 at a time (a long input's frames)
 
 
 def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: int,
@@ -335,11 +336,23 @@ def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: 
     relative). Small matrices run on one BLAS thread: at D = 128 thread start-up costs
     more than the work.
     """
+    def clip_suff(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(b).reshape(len(b), -1)
+        if len(a) <= _CLIP_BLOCK:
+            x = a.astype(np.float64)
+            return x.sum(0), x.T @ x
+        s, o = np.zeros(a.shape[1]), np.zeros((a.shape[1], a.shape[1]))
+        for i in range(0, len(a), _CLIP_BLOCK):  # a long input's frames: float64 one block at a time
+            x = a[i:i + _CLIP_BLOCK].astype(np.float64)
+            s += x.sum(0)
+            o += x.T @ x
+        return s, o
+
     def suff(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = [np.asarray(b, dtype=np.float64).reshape(len(b), -1) for b in blocks]
-        cnt = np.array([len(b) for b in rows], dtype=np.float64)
-        sums = np.stack([b.sum(0) for b in rows])
-        outer = np.stack([b.T @ b for b in rows]).reshape(len(rows), -1)
+        cnt = np.array([len(b) for b in blocks], dtype=np.float64)
+        per = [clip_suff(b) for b in blocks]
+        sums = np.stack([p[0] for p in per])
+        outer = np.stack([p[1] for p in per]).reshape(len(per), -1)
         return cnt, sums, outer
 
     sides = [suff(gen), suff(ref)]
