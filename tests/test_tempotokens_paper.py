@@ -19,6 +19,9 @@ from foleybench.baselines import tempotokens_paper as TP  # noqa: E402
 from foleybench.baselines.beats import BEATS_ITER3_PLUS_AS2M_CPT2, BEATs, BEATsConfig, save_checkpoint  # noqa: E402
 from foleybench.baselines.tempotokens_mapper import AudioMapper  # noqa: E402
 
+# diffusers' DPM scheduler builds sigmas with np.array(tensor), which numpy 2 flags
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 D = 24  # text width = mapper output
 CFG = TP.TempoTokensPaperConfig(audio_dim=2 * 16, hidden=16, context_dim=D, fps=6.0, height=16, width=16,
                                 sample_steps=3)
@@ -212,3 +215,24 @@ def test_paper_config_is_the_published_recipe() -> None:
     assert (c.audio_dim, c.hidden, c.context_dim, c.windows) == (9216, 2304, 1024, (1, 2, 4, 8))
     assert TP.PAPER_CHECKPOINT_URL == TP.NO_RELEASE
     assert W.record(f"{TP.ZEROSCOPE}/unet/diffusion_pytorch_model.bin").url.startswith("https://huggingface.co/")
+
+
+def test_routed_cross_attention_row_depends_on_its_own_context_only(model) -> None:
+    name = TP.processor_kinds(model.bb.unet)["spatial"][0]
+    attn = model.bb.unet.get_submodule(name.rsplit(".processor", 1)[0])
+    proc = model.bb.unet.attn_processors[name]
+    hidden = torch.randn(3, 5, attn.query_dim)
+    ctx = torch.randn(3, 77, D)
+    model.route.context = ctx
+    try:
+        a = proc(attn, hidden, encoder_hidden_states=torch.zeros(3, 77, D))
+        ctx2 = ctx.clone()
+        ctx2[1] += 1.0
+        model.route.context = ctx2
+        b = proc(attn, hidden, encoder_hidden_states=torch.zeros(3, 77, D))
+        model.route.context = ctx[:2]
+        with pytest.raises(W.FoleybenchError, match="no per-frame context"):
+            proc(attn, hidden)
+    finally:
+        model.route.context = None
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) and not torch.allclose(a[1], b[1])
