@@ -32,6 +32,14 @@ PAPER_CFG = dict(input_patch_size=16, embed_dim=512, conv_bias=False, encoder_la
                  gru_rel_pos=True, layer_wise_gradient_decay_ratio=0.6, encoder_layerdrop=0.05)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small modules: extra threads only contend on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_model(seed: int = 0, **over) -> BEATs:
     torch.manual_seed(seed)
     return BEATs(BEATsConfig(**{**SMALL, **over})).eval()

@@ -236,3 +236,31 @@ def test_routed_cross_attention_row_depends_on_its_own_context_only(model) -> No
     finally:
         model.route.context = None
     assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) and not torch.allclose(a[1], b[1])
+
+
+def test_sampling_loop_matches_diffusers_text_to_video_pipeline(model) -> None:
+    """With the same context for every frame, our routed sampler is diffusers' own
+    TextToVideoSDPipeline (DPM-Solver++, CFG, latent scaling) on the same seeded latents."""
+    from diffusers import DPMSolverMultistepScheduler
+    from diffusers.pipelines import TextToVideoSDPipeline
+
+    n, seed = 5, 11
+    torch.manual_seed(3)
+    prompt = torch.randn(1, 77, D)
+    null = model.null_context()
+    ours = model.sample_latents(prompt.expand(n, -1, -1), n, seed)
+    bb = model.bb
+    pipe = TextToVideoSDPipeline(vae=bb.vae, text_encoder=bb.text_encoder, tokenizer=bb.tokenizer, unet=bb.unet,
+                                 scheduler=DPMSolverMultistepScheduler.from_config(bb.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    h, w = CFG.height // model.vae_factor, CFG.width // model.vae_factor
+    latents = torch.randn((1, bb.unet.config.in_channels, n, h, w), generator=torch.Generator("cpu").manual_seed(seed))
+    model.route.context = torch.cat([null.expand(n, -1, -1), prompt.expand(n, -1, -1)])  # [uncond; cond] per frame
+    try:
+        ref = pipe(prompt_embeds=prompt, negative_prompt_embeds=null, num_frames=n, height=CFG.height,
+                   width=CFG.width, num_inference_steps=CFG.sample_steps, guidance_scale=CFG.guidance_scale,
+                   latents=latents, output_type="latent").frames
+    finally:
+        model.route.context = None
+    assert ref.shape == ours.shape
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=0), (ours - ref).abs().max()
