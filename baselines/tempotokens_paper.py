@@ -130,6 +130,14 @@ class TempoTokensPaperConfig:
 
 
 PAPER_CONFIG = TempoTokensPaperConfig()
+GENERATION_FIELDS = ("sample_steps", "guidance_scale", "vae_batch")
+
+
+def recipe_config(cfg: TempoTokensPaperConfig) -> dict[str, Any]:
+    """The training recipe of ``cfg`` as plain data (for the family record's hash): the
+    config less its generation-only fields, so changing the sampler does not stale a
+    trained mapper."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in GENERATION_FIELDS}
 
 
 # ----------------------------------------------------------------------------- loading

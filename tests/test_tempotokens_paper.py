@@ -214,6 +214,9 @@ def test_paper_config_is_the_published_recipe() -> None:
     assert (c.sample_steps, c.guidance_scale, c.fps, c.height, c.width) == (25, 25.0, 12.0, 384, 384)
     assert (c.audio_dim, c.hidden, c.context_dim, c.windows) == (9216, 2304, 1024, (1, 2, 4, 8))
     assert TP.PAPER_CHECKPOINT_URL == TP.NO_RELEASE
+    recipe = TP.recipe_config(c)
+    assert "guidance_scale" not in recipe and recipe["steps"] == 100000 and recipe["l1_weight"] == 0.01
+    json.dumps(recipe)  # plain data: the family record hashes it
     assert W.record(f"{TP.ZEROSCOPE}/unet/diffusion_pytorch_model.bin").url.startswith("https://huggingface.co/")
 
 
