@@ -179,7 +179,7 @@ class AntiFoleyTrainer(Trainer):
         return reconstruction_loss(pred, video, cfg.diff_weight)
 
     def loss_label(self, cfg: AntiFoleyConfig) -> str:
-        return f"training loss (L1 + {cfg.diff_weight:g} x L1 of frame differences, [-1, 1] pixels)"
+        return f"L1 + {cfg.diff_weight:g} x L1(frame diff), pixels in [-1, 1]"
 
 
 def prepare_audio(req: A2VRequest, sample_rate: int) -> torch.Tensor:
