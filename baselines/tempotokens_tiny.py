@@ -76,8 +76,8 @@ class TempoTinyConfig:
     heads: int = 4
     text_len: int = 8
     diffusion_steps: int = 1000
-    stage1_steps: int = 700
-    steps: int = 1200               # total: stage 2 runs steps - stage1_steps
+    stage1_steps: int = 400
+    steps: int = 700                # total: stage 2 runs steps - stage1_steps
     batch_size: int = 4
     lr: float = 2e-3
     cond_dropout: float = 0.1       # stage 1: share of clips trained with the empty context
