@@ -437,4 +437,4 @@ class TempoTokensTrainer(Trainer):
         return F.mse_loss(net.denoiser(xt, t, ctx, mask), noise) + cfg.l1_weight * s.abs().mean()
 
     def loss_label(self, cfg: TempoTinyConfig) -> str:
-        return f"noise MSE (stage 1: steps < {cfg.stage1_steps}; stage 2: + {cfg.l1_weight} mean|s|)"
+        return f"noise MSE (+ {cfg.l1_weight} mean|s| from step {cfg.stage1_steps})"
