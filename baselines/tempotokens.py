@@ -44,7 +44,7 @@ from foleybench.baselines.tempotokens_tiny import (
 from foleybench.family import CheckpointRecord, Family, register_family
 
 # Bump when a change alters what training produces or what a checkpoint means.
-CODE_VERSION = "tempotokens-1"
+CODE_VERSION = "tempotokens-3"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 PAPER = ("Yariv et al., Diverse and Aligned Audio-to-Video Generation via Text-to-Video Model Adaptation, "
          "arXiv 2309.16429")

@@ -30,7 +30,8 @@ continues in the right stage. Stage 2 draws the context per batch (``train_conte
 label text followed by the full audio context, so one checkpoint serves every
 generation tag (docs/PROTOCOL.md, "TempoTokens").
 
-Sampling (:func:`sample`): DDIM (eta 0) in ``sample_steps`` steps over a cosine schedule
+The denoiser outputs the clean clip (x0-parameterisation, :func:`predict_eps`); the loss
+is the noise MSE of the noise estimate it implies, with Min-SNR-5 weights (:func:`noise_loss`). Sampling (:func:`sample`): DDIM (eta 0) in ``sample_steps`` steps over a cosine schedule
 of ``diffusion_steps``, classifier-free guidance ``eps_u + guidance (eps_c - eps_u)``
 against the empty context; ``guidance == 0`` runs the unconditional pass only. Initial
 noise comes from one generator per clip, seeded with the request's seed.
@@ -55,6 +56,7 @@ from foleybench.family import Trainer
 VOCAB = ("<unk>", "a", "ball", "bouncing", "car", "clapping", "door", "driving", "drum", "falling", "floor",
          "hands", "hitting", "knocking", "metronome", "on", "past", "pond", "rain", "stick", "the", "ticking")
 CONTEXTS = ("text", "audio", "text_audio")
+MIN_SNR = 5.0
 GENERATION_FIELDS = ("context", "n_windows", "global_only", "sample_steps", "guidance")
 
 
@@ -321,6 +323,28 @@ def alphas_cumprod(n: int) -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0)
 
 
+def predict_eps(net: TempoTokensNet, xt: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+    """The noise estimate of an x0-parameterised denoiser (its output F is the clean
+    clip): ``eps = (x_t - sqrt(abar) F) / sqrt(1 - abar)``. The clean estimate is then
+    F itself, bounded, so a small network's error is not divided by sqrt(abar) ~ 1e-4
+    when sampling starts (an eps- or v-output trained for a few hundred steps on a CPU
+    sampled to noise)."""
+    a = alphas_cumprod(net.cfg.diffusion_steps).to(xt.device)[t].float()[:, None, None, None, None]
+    return (xt - a.sqrt() * net.denoiser(xt, t, ctx, mask)) / (1 - a).sqrt()
+
+
+def noise_loss(net: TempoTokensNet, xt: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor,
+               noise: torch.Tensor) -> torch.Tensor:
+    """The noise MSE with Min-SNR-5 weights (Hang et al. 2023): per clip,
+    ``min(SNR, 5) / SNR x mean (eps_hat - eps)^2``, SNR = abar / (1 - abar); the weight
+    keeps the nearly clean steps (SNR up to 1e4) from swamping the others."""
+    a = alphas_cumprod(net.cfg.diffusion_steps).to(xt.device)[t].float()
+    snr = a / (1 - a)
+    per_clip = (predict_eps(net, xt, t, ctx, mask) - noise).pow(2).flatten(1).mean(1)
+    return (snr.clamp(max=MIN_SNR) / snr * per_clip).mean()
+
+
 @torch.no_grad()
 def sample(net: TempoTokensNet, ctx: torch.Tensor | None, mask: torch.Tensor | None, n_frames: int,
            gen: torch.Generator, steps: int, guidance: float) -> torch.Tensor:
@@ -341,7 +365,7 @@ def sample(net: TempoTokensNet, ctx: torch.Tensor | None, mask: torch.Tensor | N
     x0 = x
     for i, t in enumerate(ts):
         tt = torch.tensor([t] * ctx.shape[0], device=dev)
-        eps = net.denoiser(x.expand(ctx.shape[0], -1, -1, -1, -1), tt, ctx, mask)
+        eps = predict_eps(net, x.expand(ctx.shape[0], -1, -1, -1, -1), tt, ctx, mask)
         eps = eps[:1] + guidance * (eps[1:] - eps[:1]) if guided else eps
         a = float(abar[t])
         x0 = ((x - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(-1, 1)
@@ -429,12 +453,12 @@ class TempoTokensTrainer(Trainer):
             net.text.requires_grad_(True)
             labels = ["" if d else s for s, d in zip(batch["labels"], batch["drop"].tolist())]
             ctx, mask = net.text_context(labels, n)
-            return F.mse_loss(net.denoiser(xt, t, ctx, mask), noise)
+            return noise_loss(net, xt, t, ctx, mask, noise)
         net.denoiser.requires_grad_(False)  # frozen: its grads stay None, Adam skips it
         net.text.requires_grad_(False)
         mode, n_windows, global_only = batch["mode"]
         ctx, mask, s = net.context(mode, batch["labels"], batch["audio"].to(dev), n, cfg.fps, n_windows, global_only)
-        return F.mse_loss(net.denoiser(xt, t, ctx, mask), noise) + cfg.l1_weight * s.abs().mean()
+        return noise_loss(net, xt, t, ctx, mask, noise) + cfg.l1_weight * s.abs().mean()
 
     def loss_label(self, cfg: TempoTinyConfig) -> str:
-        return f"noise MSE (+ {cfg.l1_weight} mean|s| from step {cfg.stage1_steps})"
+        return f"noise MSE, min-SNR-5 (+ {cfg.l1_weight} mean|s| from step {cfg.stage1_steps})"
