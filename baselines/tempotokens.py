@@ -170,10 +170,10 @@ def build_model(cfg: TempoTinyConfig, *, name: str, checkpoint: str | Path | Non
 
 
 # Shipped tiny checkpoint (all tiny tags): `python -m foleybench.train --model tempotokens.tiny`
-# on synthfoley (48 clips, seed 0; train split fingerprint below), 400 + 300 steps, 1231 s on
-# the shared 2-core CPU (load ~10).
-_TINY_SHA = "5c4407ac83fbf39b4e9631b4892704bac1c2b88de8bd3ff27169b33735df6e5e"
-_TINY_RECIPE = "1d499465c04dd28f8a440b4b7824f7ba4911a74997995a66b3a97a8047b75738"
+# on synthfoley (48 clips, seed 0; train split fingerprint below), 400 + 300 steps, 952 s on
+# the shared 2-core CPU (load 6-10).
+_TINY_SHA = "96155e540fd783d97bb9f9cd301d22ea5fa3eeba3097130d17ff5814b8d60a08"
+_TINY_RECIPE = "dec7ba5855104bb38821734df220d86066f05c76d23efc98745ffdf536e2e06d"
 _TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
 _RECORDS: dict[str, CheckpointRecord] = {
     t: CheckpointRecord(t, "tempotokens.tiny.pt", _TINY_SHA, _TINY_RECIPE, _TRAIN_FP)
