@@ -204,6 +204,12 @@ def discover() -> dict[str, Family]:
                 importlib.import_module(f"{PACKAGE}.{info.name}")
             except ModuleNotFoundError as exc:  # an optional dependency of one module
                 log.warning("%s.%s not loaded: %s", PACKAGE, info.name, exc)
+        from foleybench import registry
+
+        if registry.load_families not in registry.MODELS._pending:
+            # a module read MODELS while being imported (foleygen's `in MODELS`), which ran
+            # the deferred registration with the families found so far: add the rest now
+            registry.load_families()
     return dict(_FAMILIES)
 
 

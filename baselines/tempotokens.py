@@ -1,0 +1,184 @@
+"""The ``tempotokens`` family: TempoTokens-style audio-to-video (Yariv et al., arXiv 2309.16429).
+
+Audio is mapped to one context per video frame (``tempotokens_mapper``: frame token s_f,
+window tokens w1, w2, w4, w8 and a global token g) that replaces the text prompt of a
+text-to-video denoiser; each frame's spatial cross-attention sees only its own context.
+
+Tags (the ``tiny`` ones share ONE checkpoint and differ only in generation parameters,
+as foleygen's ``causal_tiny``):
+- ``debug``: seeded random init, seconds on CPU;
+- ``tiny``: audio only, full context [s_f, w1, w2, w4, w8, g] (the paper's setting:
+  audio tokens in place of the text prompt), guidance 3;
+- Table 2: ``text_only_tiny`` (the stage-1 denoiser on the label text alone),
+  ``audio_only_tiny`` (= ``tiny``), ``text_audio_tiny`` (label tokens then audio tokens);
+- Table 3: ``global_tiny`` (a single global vector per frame) and ``w1_tiny`` ..
+  ``w4_tiny`` (frame token + the first 1..4 window tokens + g; ``w4_tiny`` = ``tiny``);
+- ``guidance0_tiny``: guidance off (the empty-context model; ignores the audio).
+The networks, the two-stage trainer and the sampler are in ``tempotokens_tiny``.
+
+Generation, per clip (so a clip's video never depends on its batch neighbours): the
+audio is mixed to mono, resampled to 16 kHz and cut or zero-padded to the requested
+duration; the model makes ``ceil(duration x 16)`` frames at 32x32 (audio patches map to
+frames by time); output frame j (at j / fps s) is the model frame shown at that time,
+resized bilinearly to the requested size; ``round(duration x fps)`` frames, uint8.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foleybench.api import A2VRequest, AudioToVideo, FoleybenchError, VideoOutput, check_outputs
+from foleybench.baselines.tempotokens_tiny import (
+    TempoTinyConfig,
+    TempoTokensNet,
+    TempoTokensTrainer,
+    generation_params,
+    recipe_config,
+    sample,
+)
+from foleybench.family import CheckpointRecord, Family, register_family
+
+# Bump when a change alters what training produces or what a checkpoint means.
+CODE_VERSION = "tempotokens-3"
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+PAPER = ("Yariv et al., Diverse and Aligned Audio-to-Video Generation via Text-to-Video Model Adaptation, "
+         "arXiv 2309.16429")
+
+_DEBUG = dict(widths=(8, 16), heads=2, ctx_dim=16, audio_width=16, mapper_hidden=16, n_mels=16, text_len=4,
+              diffusion_steps=100, stage1_steps=2, steps=4, batch_size=2, crop_frames=4, size=16)
+# generation-only variants of tiny: overrides of generation parameters only
+_GEN_VARIANTS: dict[str, dict[str, Any]] = {
+    "text_only_tiny": dict(context="text"),
+    "audio_only_tiny": {},
+    "text_audio_tiny": dict(context="text_audio"),
+    "global_tiny": dict(global_only=True),
+    "w1_tiny": dict(n_windows=1),
+    "w2_tiny": dict(n_windows=2),
+    "w3_tiny": dict(n_windows=3),
+    "w4_tiny": {},
+    "guidance0_tiny": dict(guidance=0.0),
+}
+CONFIGS: dict[str, TempoTinyConfig] = {
+    "debug": TempoTinyConfig(**_DEBUG),
+    "tiny": TempoTinyConfig(),
+    **{t: TempoTinyConfig(**o) for t, o in _GEN_VARIANTS.items()},
+}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    from foleybench.weights import read_checkpoint
+
+    return read_checkpoint(path)
+
+
+def prepare_audio(req: A2VRequest, sample_rate: int) -> torch.Tensor:
+    """The request's audio as mono float32 [N] at ``sample_rate``, N = round(duration x rate)."""
+    import torchaudio.functional as AF
+
+    a = np.asarray(req.audio, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise FoleybenchError(f"clip {req.clip_id}: audio must be [C, N] with N > 0, got shape {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a.mean(0)))[None]
+    if int(req.sample_rate) != sample_rate:
+        x = AF.resample(x, int(req.sample_rate), sample_rate)
+    n = max(1, int(round(req.duration_s * sample_rate)))
+    return F.pad(x, (0, max(0, n - x.shape[-1])))[0, :n]
+
+
+def model_frames(duration_s: float, fps: float) -> int:
+    """Frames the model generates for ``duration_s`` at its own ``fps`` (covers the clip)."""
+    return max(1, math.ceil(duration_s * fps - 1e-9))
+
+
+def to_request_frames(x: torch.Tensor, model_fps: float, fps: float, duration_s: float,
+                      size: tuple[int, int]) -> np.ndarray:
+    """Model frames [T, 3, S, S] in [-1, 1] -> uint8 [round(duration x fps), H, W, 3]:
+    frame j is the model frame shown at j / fps s, resized bilinearly."""
+    n_out = max(1, int(round(duration_s * fps)))
+    idx = torch.clamp(torch.floor(torch.arange(n_out, dtype=torch.float64) * model_fps / fps + 1e-6).long(),
+                      0, x.shape[0] - 1)
+    y = x[idx]
+    if tuple(y.shape[-2:]) != tuple(size):
+        y = F.interpolate(y, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
+    y = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return np.ascontiguousarray(y.permute(0, 2, 3, 1).cpu().numpy())
+
+
+class TempoTokensModel(AudioToVideo):
+    """A TempoTokens network as an audio-to-video generator (one clip at a time, seeded)."""
+
+    def __init__(self, cfg: TempoTinyConfig, name: str, checkpoint: str | Path | None = None,
+                 device: str = "cpu"):
+        from foleybench.weights import load_strict, seeded_init, sha256_file
+
+        self.cfg, self.name, self.device = cfg, name, device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.net = TempoTokensNet(cfg)
+        self.meta: dict[str, Any] = {"weights": "random-init", "checkpoint": None}
+        if checkpoint is not None:
+            ck = load_checkpoint(checkpoint)
+            if ck.get("config") != recipe_config(cfg):
+                raise FoleybenchError(f"{checkpoint}: checkpoint was trained with another recipe than {name}")
+            load_strict(self.net, ck["state_dict"], str(checkpoint))
+            self.meta = {"weights": "trained", "checkpoint": str(checkpoint),
+                         "checkpoint_sha256": sha256_file(checkpoint), "recipe_hash": ck.get("recipe_hash"),
+                         "data_fingerprint": ck.get("data_fingerprint"), "steps": ck.get("steps_done"),
+                         "train_seconds": ck.get("train_seconds")}
+        else:
+            seeded_init(self.net, 0)
+        self.net.to(device).eval()
+
+    def params(self) -> dict[str, Any]:
+        return {"model": self.name, "config": recipe_config(self.cfg), "generation": generation_params(self.cfg),
+                "n_params": sum(p.numel() for p in self.net.parameters()), **self.meta}
+
+    @torch.no_grad()
+    def frames(self, req: A2VRequest) -> torch.Tensor:
+        """One clip's model frames [T, 3, S, S] in [-1, 1] at the model's fps."""
+        cfg = self.cfg
+        n = model_frames(req.duration_s, cfg.fps)
+        ctx = mask = None
+        if cfg.guidance != 0:
+            audio = None if cfg.context == "text" else prepare_audio(req, cfg.sample_rate)[None].to(self.device)
+            ctx, mask, _ = self.net.context(cfg.context, [req.label], audio, n, cfg.fps, cfg.n_windows,
+                                            cfg.global_only)
+        gen = torch.Generator().manual_seed(int(req.seed))
+        return sample(self.net, ctx, mask, n, gen, cfg.sample_steps, cfg.guidance)
+
+    def generate(self, requests: Sequence[A2VRequest]) -> list[VideoOutput]:
+        outs = []
+        for r in requests:
+            if not (math.isfinite(r.duration_s) and r.duration_s > 0 and r.fps > 0):
+                raise FoleybenchError(f"clip {r.clip_id}: need duration > 0 and fps > 0, got {r.duration_s}, {r.fps}")
+            x = self.frames(r).float().cpu()
+            outs.append(VideoOutput(r.clip_id, to_request_frames(x, self.cfg.fps, r.fps, r.duration_s, r.size),
+                                    float(r.fps)))
+        check_outputs(requests, outs, self.name)
+        return outs
+
+
+def build_model(cfg: TempoTinyConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                **_unused: Any) -> TempoTokensModel:
+    """Family builder: ``checkpoint``'s weights, or seeded random init (debug)."""
+    return TempoTokensModel(cfg, name, checkpoint, device=device)
+
+
+# Shipped tiny checkpoint (all tiny tags): `python -m foleybench.train --model tempotokens.tiny`
+# on synthfoley (48 clips, seed 0; train split fingerprint below), 400 + 300 steps, 952 s on
+# the shared 2-core CPU (load 6-10).
+_TINY_SHA = "96155e540fd783d97bb9f9cd301d22ea5fa3eeba3097130d17ff5814b8d60a08"
+_TINY_RECIPE = "dec7ba5855104bb38821734df220d86066f05c76d23efc98745ffdf536e2e06d"
+_TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
+_RECORDS: dict[str, CheckpointRecord] = {
+    t: CheckpointRecord(t, "tempotokens.tiny.pt", _TINY_SHA, _TINY_RECIPE, _TRAIN_FP)
+    for t in CONFIGS if t.endswith("tiny")}
+
+register_family(Family(name="tempotokens", task="a2v", module=__name__, paper=PAPER, configs=CONFIGS,
+                       builder=build_model, load_checkpoint=load_checkpoint, checkpoint_dir=CHECKPOINT_DIR,
+                       checkpoints=_RECORDS, trainer=TempoTokensTrainer(), recipe_config=recipe_config))
