@@ -33,6 +33,14 @@ import torch
 import torch.nn.functional as F
 
 from foleybench.api import A2VRequest, AudioToVideo, FoleybenchError, VideoOutput, check_outputs
+from foleybench.baselines.tempotokens_paper import (
+    PAPER_CHECKPOINT_FILE,
+    PAPER_CHECKPOINT_URL,
+    PAPER_CONFIG,
+    TempoTokensPaperConfig,
+    build_paper,
+)
+from foleybench.baselines.tempotokens_paper import recipe_config as paper_recipe_config
 from foleybench.baselines.tempotokens_tiny import (
     TempoTinyConfig,
     TempoTokensNet,
@@ -63,10 +71,12 @@ _GEN_VARIANTS: dict[str, dict[str, Any]] = {
     "w4_tiny": {},
     "guidance0_tiny": dict(guidance=0.0),
 }
-CONFIGS: dict[str, TempoTinyConfig] = {
+CONFIGS: dict[str, Any] = {
     "debug": TempoTinyConfig(**_DEBUG),
     "tiny": TempoTinyConfig(),
     **{t: TempoTinyConfig(**o) for t, o in _GEN_VARIANTS.items()},
+    # the published design on zeroscope_v2_576w through diffusers, our BEATs (tempotokens_paper)
+    "paper": PAPER_CONFIG,
 }
 
 
@@ -163,10 +173,31 @@ class TempoTokensModel(AudioToVideo):
         return outs
 
 
-def build_model(cfg: TempoTinyConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                **_unused: Any) -> TempoTokensModel:
-    """Family builder: ``checkpoint``'s weights, or seeded random init (debug)."""
+def build_model(cfg: Any, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                **options: Any) -> Any:
+    """Family builder: the paper config through :func:`tempotokens_paper.build_paper`; the
+    tiny and debug configs from ``checkpoint``'s weights, or seeded random init (debug)."""
+    if isinstance(cfg, TempoTokensPaperConfig):
+        return build_paper(cfg, name=name, checkpoint=checkpoint, device=device, **options)
     return TempoTokensModel(cfg, name, checkpoint, device=device)
+
+
+def family_recipe_config(cfg: Any) -> dict[str, Any]:
+    """The recipe hashed for a checkpoint: tiny/debug or paper, by config type."""
+    return paper_recipe_config(cfg) if isinstance(cfg, TempoTokensPaperConfig) else recipe_config(cfg)
+
+
+class _Trainer(TempoTokensTrainer):
+    """The tiny/debug two-stage trainer; the paper mapper is trained on a GPU with the
+    zeroscope backbone, which this harness does not do."""
+
+    def build_net(self, cfg: Any) -> Any:
+        if isinstance(cfg, TempoTokensPaperConfig):
+            raise FoleybenchError(
+                "tempotokens.paper: training the paper-scale mapper (zeroscope_v2_576w backbone, BEATs features) is "
+                f"not implemented in foleybench; place a trained mapper as {PAPER_CHECKPOINT_FILE} in the weights "
+                "directory (docs/PROTOCOL.md, 'TempoTokens paper path')")
+        return super().build_net(cfg)
 
 
 # Shipped tiny checkpoint (all tiny tags): `python -m foleybench.train --model tempotokens.tiny`
@@ -176,9 +207,11 @@ _TINY_SHA = "96155e540fd783d97bb9f9cd301d22ea5fa3eeba3097130d17ff5814b8d60a08"
 _TINY_RECIPE = "dec7ba5855104bb38821734df220d86066f05c76d23efc98745ffdf536e2e06d"
 _TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
 _RECORDS: dict[str, CheckpointRecord] = {
-    t: CheckpointRecord(t, "tempotokens.tiny.pt", _TINY_SHA, _TINY_RECIPE, _TRAIN_FP)
-    for t in CONFIGS if t.endswith("tiny")}
+    **{t: CheckpointRecord(t, "tempotokens.tiny.pt", _TINY_SHA, _TINY_RECIPE, _TRAIN_FP)
+       for t in CONFIGS if t.endswith("tiny")},
+    "paper": CheckpointRecord("paper", PAPER_CHECKPOINT_FILE, url=PAPER_CHECKPOINT_URL),
+}
 
 register_family(Family(name="tempotokens", task="a2v", module=__name__, paper=PAPER, configs=CONFIGS,
                        builder=build_model, load_checkpoint=load_checkpoint, checkpoint_dir=CHECKPOINT_DIR,
-                       checkpoints=_RECORDS, trainer=TempoTokensTrainer(), recipe_config=recipe_config))
+                       checkpoints=_RECORDS, trainer=_Trainer(), recipe_config=family_recipe_config))

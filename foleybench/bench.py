@@ -32,8 +32,11 @@ BENCH_DIR = REPO / "benchmarks"
 TASK_TITLES = {"v2a": "video → audio", "a2v": "audio → video"}
 
 
-def list_benchmarks() -> list[str]:
-    return sorted(p.stem for p in BENCH_DIR.glob("*.yaml"))
+def list_benchmarks(default_only: bool = False) -> list[str]:
+    """Every benchmark in benchmarks/*.yaml; ``default_only``: those `bench --all` runs
+    (a spec with ``make_bench: false`` runs by name only)."""
+    names = sorted(p.stem for p in BENCH_DIR.glob("*.yaml"))
+    return [n for n in names if load_spec(n).make_bench] if default_only else names
 
 
 def load_spec(name: str) -> BenchSpec:
@@ -121,7 +124,10 @@ def run_benchmark(name: str, *, runs_dir: str | Path = "runs", leaderboard_dir: 
         return {}
     if env.grouped and not env.is_root:
         distributed.barrier(env)  # rank 0 writes the dataset (synthfoley) first
-    manifest = prepare_dataset(spec, Path(runs_dir)).limit(limit)
+    if spec.dataset.limit is not None and spec.dataset.limit < 0:
+        raise SpecError(spec.path, f"dataset.limit: must be >= 0, got {spec.dataset.limit}")
+    lim = [n for n in (limit, spec.dataset.limit) if n is not None]
+    manifest = prepare_dataset(spec, Path(runs_dir)).limit(min(lim) if lim else None)
     if env.grouped and env.is_root:
         distributed.barrier(env)
     stale = report_stale(spec.all_models(), manifest.root if _is_training_set(spec) else None)

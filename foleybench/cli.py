@@ -204,8 +204,9 @@ def _bench_names(a: argparse.Namespace, only_with_goldens: bool = False) -> list
         if not a.names:
             raise FoleybenchError("name a benchmark (`foleybench list benchmarks`) or pass --all")
         return a.names
-    names = list_benchmarks()
-    return [n for n in names if (BENCH_DIR / "expected" / f"{n}.json").is_file()] if only_with_goldens else names
+    if only_with_goldens:
+        return [n for n in list_benchmarks() if (BENCH_DIR / "expected" / f"{n}.json").is_file()]
+    return list_benchmarks(default_only=True)
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

@@ -37,7 +37,9 @@ class SpecError(FoleybenchError):
 @dataclass(frozen=True)
 class DatasetSpec:
     """name: a registered dataset; its other fields are passed to it (clips, seed, root);
-    split: the split scored; train_split: the split models were trained on (evaluate tables)."""
+    split: the split scored; train_split: the split models were trained on (evaluate tables);
+    limit: score only the split's first ``limit`` clips (a table that would not fit
+    ``make bench``'s budget whole says so in its description; ``--limit`` can lower it)."""
 
     name: str
     clips: int | None = None
@@ -45,6 +47,7 @@ class DatasetSpec:
     split: str | None = None
     train_split: str | None = None
     root: str | None = None
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class BenchSpec:
     columns: list[ColumnSpec] = field(default_factory=list)
     rows: list[RowSpec] = field(default_factory=list)
     ablation: AblationSpec | None = None
+    # false: left out of `foleybench bench --all` (make bench); run it by name
+    make_bench: bool = True
     path: str = ""
 
     @property
