@@ -280,3 +280,22 @@ def test_many_rows_are_not_stacked_for_the_fd_statistics(monkeypatch):
         assert len(x) <= 64
         h1.update(np.ascontiguousarray(x).tobytes())
     assert h1.hexdigest() == h0
+
+
+@pytest.mark.parametrize("name", ["clap", "passt"])
+def test_start_only_embedders_stop_decoding_at_what_they_read(tmp_path, small_blocks, name):
+    """CLAP (first 10 s) and PaSST's av-benchmark input (10 s) never decode past 10 s of a
+    long file, and load exactly what the whole file cut afterwards gives."""
+    from foleybench import media
+    from foleybench.api import ScoreContext
+    from foleybench.metrics.embedders import get_embedder
+
+    ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=1)
+    emb = get_embedder(name, ctx)
+    assert emb.max_input_seconds == 10.0
+    path = _wav(tmp_path / "a.wav", 12.5, rate=22050)
+    got = emb.load_input(path, ctx)
+    whole = media.preprocess_audio(media.read_audio(path).samples, 22050, int(emb.rate), None)
+    want = whole[:int(10 * emb.rate)]
+    assert np.array_equal(np.asarray(got)[:len(want)], want)
+    assert len(np.asarray(got)) == len(want)

@@ -70,13 +70,20 @@ class AudioEmbedder(TorchEmbedder):
     # ``_embed_long`` / ``_logits_long`` and never held whole; they give exactly what
     # ``_embed`` / ``_logits`` give on the whole array. False: it is materialised first.
     streams_long: ClassVar[bool] = False
+    # Seconds of the (preprocessed) signal the network ever reads, when it reads only the
+    # start (CLAP's first 10 s, PaSST's av-benchmark 10 s): decoding stops there, whatever
+    # the file's length (the DC mean still comes from the whole file, so values are unchanged).
+    max_input_seconds: float | None = None
 
     # ------------------------------------------------------------------ contract
     def load_input(self, path: str, ctx: ScoreContext) -> Any:
         """float32 ``[N]`` samples at ``rate`` Hz (a streamed long file: a LongAudio whose
         samples are read when embedded; its decoder has checked them for NaN/inf);
         InputError naming ``path`` on bad input."""
-        x = _load_audio(path, int(self.rate), ctx.clip_seconds, lazy=self.streams_long)
+        cut = ctx.clip_seconds
+        if self.max_input_seconds is not None:
+            cut = self.max_input_seconds if cut is None else min(cut, self.max_input_seconds)
+        x = _load_audio(path, int(self.rate), cut, lazy=self.streams_long)
         if is_long(x):
             if len(x) < self.min_samples:
                 raise InputError(path, f"{len(x) / self.rate:.3f} s of audio is shorter than the "

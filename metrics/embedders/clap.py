@@ -64,6 +64,7 @@ class CLAP(AudioEmbedder):
     dim = 512
     frames_level = False
     min_seconds = 0.0
+    max_input_seconds = float(MAX_SECONDS)  # only the first 10 s are read (_embed)
 
     def __init__(self, net: nn.Module, **kw: Any):
         super().__init__(net, **kw)

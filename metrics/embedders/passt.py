@@ -231,6 +231,8 @@ class PaSST(AudioEmbedder):
             raise ValueError(f"passt: split must be one of {list(SPLITS)}, not {split!r}")
         super().__init__(net, **kw)
         self.split = split
+        # av-benchmark reads the first 10 s only: decoding stops there (audio_base)
+        self.max_input_seconds = CLIP_SAMPLES / SAMPLE_RATE if split == "av-benchmark" else None
         self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.frontend = LogMel().to(self.device)
         if split == "audiocraft":
