@@ -299,3 +299,21 @@ def test_start_only_embedders_stop_decoding_at_what_they_read(tmp_path, small_bl
     want = whole[:int(10 * emb.rate)]
     assert np.array_equal(np.asarray(got)[:len(want)], want)
     assert len(np.asarray(got)) == len(want)
+
+
+def test_imagebind_and_desync_audio_read_only_their_windows(tmp_path, monkeypatch):
+    """ImageBind's three 2 s clips and DeSync's first/last windows come from a long file's
+    stream (forward windows) exactly as from the whole array."""
+    from foleybench.api import ScoreContext
+    from foleybench.metrics.embedders import imagebind, synchformer
+
+    path = _wav(tmp_path / "a.wav", 9.0, rate=22050)
+    ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=1)
+    plain_ib = imagebind.ImageBind.load_audio(None, path, ctx)
+    plain_sf = synchformer.audio_segments(path, ctx)
+    monkeypatch.setattr(media_long, "LEAN_ABOVE_S", 0.0)
+    monkeypatch.setattr(media_long, "_BLOCK", 1000)
+    assert type(media_long.load_preprocessed(path, 16000, None, lazy=True)).__name__ == "LongAudio"
+    assert np.array_equal(imagebind.ImageBind.load_audio(None, path, ctx), plain_ib)
+    got = synchformer.audio_segments(path, ctx)
+    assert np.array_equal(got.data, plain_sf.data) and np.array_equal(got.windows, plain_sf.windows)

@@ -192,11 +192,13 @@ class ImageBind(VideoEmbedder):
         """-> float32 ``[3, 1, 128, 204]`` normalised fbanks of one audio file."""
         from foleybench.media_long import load_preprocessed
 
-        wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds)  # a long file is streamed
+        # a long file is streamed, and only its clips' windows are read (in time order)
+        wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds, lazy=True)
         if wave.size < 400:  # one 25 ms fbank frame
             raise InputError(path, f"audio too short for ImageBind ({wave.size} samples at {AUDIO_RATE} Hz)")
-        w = torch.from_numpy(wave)
-        return torch.stack([fbank_clip(w[s:e]) for s, e in audio_clip_bounds(len(w))]).numpy()
+        get = wave.reader().get if hasattr(wave, "reader") else (lambda a, b: wave[a:b])
+        bounds = sorted(audio_clip_bounds(len(wave)))
+        return torch.stack([fbank_clip(torch.from_numpy(np.array(get(s, e), np.float32))) for s, e in bounds]).numpy()
 
     def embed_audio(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Audio embeddings, ``[1, dim]`` per file (mean of 20 x unit vectors)."""

@@ -149,14 +149,16 @@ def video_segments(path: str, ctx: ScoreContext) -> Segments:
 def audio_segments(path: str, ctx: ScoreContext) -> Segments:
     from foleybench.media_long import load_preprocessed
 
-    wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds)  # a long file is streamed
+    # a long file is streamed, and only the used segments are read (in time order)
+    wave = load_preprocessed(path, AUDIO_RATE, ctx.clip_seconds, lazy=True)
     n_seg = n_segments(wave.size, SEG_SAMPLES, HOP_SAMPLES)
     if n_seg < WINDOW_SEGMENTS:
         raise TooShort(path, f"audio is {wave.size / AUDIO_RATE:.2f} s: {n_seg} segments, fewer than one "
                              f"DeSync window ({WINDOW_SEGMENTS} segments = {WINDOW_S:g} s)")
     used, windows = window_segments(n_seg)
-    w = torch.from_numpy(wave)
-    segs = torch.stack([w[s * HOP_SAMPLES:s * HOP_SAMPLES + SEG_SAMPLES] for s in used])
+    get = wave.reader().get if hasattr(wave, "reader") else (lambda a, b: wave[a:b])  # used: ascending
+    segs = torch.stack([torch.from_numpy(np.array(get(s * HOP_SAMPLES, s * HOP_SAMPLES + SEG_SAMPLES), np.float32))
+                        for s in used])
     return Segments(log_mel(segs).numpy().astype(np.float32), None, windows, n_seg)
 
 
