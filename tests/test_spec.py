@@ -69,3 +69,20 @@ def test_unknown_names_and_doubled_directions_fail_when_read(tmp_path):
     assert ok.higher_is_better == {"fd_published_only": False}
     with pytest.raises(SpecError, match="higher_is_better.fd_passt: the metric declares its own direction"):
         load_spec(write(_with(higher_is_better={"fd_passt": False})))  # PaSST is a metric now
+
+
+def test_limit_and_make_bench_keys(tmp_path, monkeypatch):
+    """``dataset.limit`` parses as an int; ``make_bench: false`` keeps a spec out of
+    ``bench --all`` (``list_benchmarks(default_only=True)``) but not out of the list."""
+    import yaml
+
+    from foleybench import bench
+
+    spec = parse_spec(_with(dataset={**GOOD["dataset"], "limit": 3}), "t.yaml")
+    assert spec.dataset.limit == 3 and spec.make_bench is True
+    with pytest.raises(SpecError, match="dataset.limit: expected int"):
+        parse_spec(_with(dataset={**GOOD["dataset"], "limit": "3"}), "t.yaml")
+    for name, flag in (("a", True), ("b", False)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**GOOD, "name": name, "make_bench": flag}))
+    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path)
+    assert bench.list_benchmarks() == ["a", "b"] and bench.list_benchmarks(default_only=True) == ["a"]
