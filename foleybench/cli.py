@@ -217,12 +217,15 @@ def cmd_bench(a: argparse.Namespace) -> int:
     names = _bench_names(a)
     check_out_dir(a.runs)
     check_out_dir(a.leaderboard)
+    import time
+
     for name in names:
+        t0 = time.perf_counter()
         docs = run_benchmark(name, runs_dir=a.runs, leaderboard_dir=a.leaderboard, device=a.device, data=a.data,
                       progress=not a.quiet, limit=a.limit)
         if not _is_root():
             continue  # rank 0 writes and reports
-        print(f"wrote {Path(a.leaderboard) / (name + '.md')}")
+        print(f"wrote {Path(a.leaderboard) / (name + '.md')} ({time.perf_counter() - t0:.0f} s)")
         for key, doc in (docs or {}).items():
             print(score_summary(doc, title=f"{name} {key}"), file=sys.stderr)
     return 0
@@ -296,7 +299,7 @@ def cmd_embed(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from foleybench import family, weights
-    from foleybench.train import default_data, record_line, train
+    from foleybench.train import data_for, record_line, train
 
     weights.set_weights_dir(a.weights_dir)
     fam, tag = family.split_name(a.model)
@@ -305,7 +308,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if family.tag_kind(tag) != "paper":  # never write a shipped checkpoint by default
             raise FoleybenchError(f"train {a.model}: give --out FILE (`make train` retrains shipped checkpoints)")
         out = fam.checkpoint_path(tag)
-    info = train(a.model, a.data or default_data(), out, steps=a.steps, seed=a.seed, progress=True)
+    info = train(a.model, data_for(a.model, a.data), out, steps=a.steps, seed=a.seed, progress=True)
     print(json.dumps({k: v for k, v in info.items() if not isinstance(v, (list, dict))}, indent=2))
     print(f"record for {fam.module}: {record_line(info)}")
     return 0

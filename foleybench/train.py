@@ -43,6 +43,54 @@ def default_data(root: str | Path = DEFAULT_DATA) -> Path:
     return Path(root)
 
 
+BENCH_SEED = 0                   # the seed of the benchmark sets (synthfoley-48-s0 and its test split)
+
+
+def train_data_spec(cfg: Any) -> dict[str, int] | None:
+    """A config's own training set, ``cfg.train_data = {"clips": N, "seed": S}``, or None
+    (then it trains on the train split of the default 48-clip seed-0 set).
+
+    synthfoley is procedural, so a family that needs more than the 21 train clips of the
+    default set declares a larger train-only set. Clip i of a seed-S set is drawn from
+    (S, i) whatever the clip count or split, so seed 0 would reproduce the benchmark's
+    test clips: it is refused."""
+    spec = getattr(cfg, "train_data", None)
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != {"clips", "seed"}:
+        raise FoleybenchError(f"train_data must be {{'clips': N, 'seed': S}}, got {spec!r}")
+    clips, seed = int(spec["clips"]), int(spec["seed"])
+    if clips < 1:
+        raise FoleybenchError(f"train_data clips must be >= 1, got {clips}")
+    if seed == BENCH_SEED:
+        raise FoleybenchError(f"train_data seed {seed} is the benchmark sets' seed: its clips would include the "
+                              "test clips; choose another seed")
+    return {"clips": clips, "seed": seed}
+
+
+def train_data_dir(spec: dict[str, int], root: str | Path = "runs/data", generate: bool = True) -> Path:
+    """The folder of a ``train_data`` set (every clip in split "train"); rendered on first use."""
+    from foleybench.datasets.synthfoley import SynthConfig, SynthFoley
+
+    path = Path(root) / f"synthfoley-{spec['clips']}-s{spec['seed']}-train"
+    if generate:
+        ds = SynthFoley(path, n_clips=spec["clips"], seed=spec["seed"], cfg=SynthConfig(test_fraction=0.0))
+        if not ds.is_current():
+            print(f"rendering the training set {path} ({spec['clips']} synthfoley clips, seed {spec['seed']})")
+        ds.manifest()
+    return path
+
+
+def data_for(model_name: str, data_dir: str | Path | None = None) -> Path:
+    """Where ``model_name`` trains: ``data_dir`` when given, else its config's ``train_data``
+    set, else the default 48-clip seed-0 set."""
+    if data_dir is not None:
+        return Path(data_dir)
+    fam, tag = fams.split_name(model_name)
+    spec = train_data_spec(fam.configs[tag])
+    return train_data_dir(spec) if spec else default_data()
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, str(tmp))
@@ -165,6 +213,12 @@ def stale_reason(name: str, data_dir: str | Path | None = None) -> str | None:
     if fam.recipe_hash(fam.configs[tag]) != rec.recipe_hash:
         return (f"recipe changed since it was trained (config, steps, seed or code version; "
                 f"code now {fam.code_version()})")
+    spec = train_data_spec(fam.configs[tag])
+    if spec is not None:
+        # trained on its own train-only set, not on the folder given: compare with that set
+        # when it is here (rendering it only to check would cost make bench minutes)
+        own = train_data_dir(spec, generate=False)
+        data_dir = own if (own / "manifest.csv").is_file() else None
     if data_dir is not None:
         fp = read_manifest(data_dir).split("train").fingerprint()
         if rec.data_fingerprint != fp:
@@ -201,15 +255,14 @@ def retrain(data_dir: str | Path | None = None, force: bool = False, names: list
     Only ``make train`` (``python -m foleybench.train``) calls this: ``make bench`` never
     retrains. Training is not bit-reproducible across CPUs, so after retraining the
     records and the goldens must be updated and committed together (docs/PROTOCOL.md)."""
-    data = Path(data_dir) if data_dir else default_data()
     names = list(names) if names else [f"{f.name}.{t}" for f in fams.families() for t in f.shipped()]
-    todo = names if force else [n for n in names if stale_reason(n, data)]
+    todo = names if force else [n for n in names if stale_reason(n, data_for(n, data_dir))]
     for name in todo:
         fam, tag = fams.split_name(name)
         path = fam.checkpoint_path(tag)
         if force and path.exists():
             path.unlink()
-        info = train(name, data, path, progress=progress)
+        info = train(name, data_for(name, data_dir), path, progress=progress)
         print(f"{name}: {info.get('steps')} steps, final loss {info.get('final_loss')}; its record in "
               f"{fam.module}:\n    {record_line(info)}")
     return todo
@@ -221,7 +274,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Retrain the shipped tiny checkpoints of every model family.")
     ap.add_argument("--all", action="store_true", help="retrain every shipped checkpoint, stale or not")
     ap.add_argument("--model", action="append", help="train only this config (FAMILY.TAG; repeatable)")
-    ap.add_argument("--data", help="synthfoley folder (default: the 48-clip seed-0 set under runs/data)")
+    ap.add_argument("--data", help="synthfoley folder (default: the config's train_data set, else the 48-clip "
+                    "seed-0 set under runs/data)")
     args = ap.parse_args()
     done = retrain(args.data, force=args.all, names=args.model)
     print("trained: " + (", ".join(done) if done else "nothing (all current)"))

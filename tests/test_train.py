@@ -169,3 +169,27 @@ def test_cli_train_and_list(data_dir, tmp_path, capsys):
     want = sorted(f"{f.name}.tiny" for f in fam_mod.families() if "tiny" in f.shipped())
     assert [ln.split()[0] for ln in lines] == want and {f"{f}.tiny" for f in mw.FAMILIES} <= set(want)
     assert all(" shipped " in ln and ln.endswith(".tiny.pt") for ln in lines)
+
+
+def test_train_data_spec_checks_and_refuses_the_benchmark_seed():
+    cfg = dataclasses.make_dataclass("C", [("train_data", object)])
+    assert T.train_data_spec(cfg(None)) is None
+    assert T.train_data_spec(cfg({"clips": 40, "seed": 7})) == {"clips": 40, "seed": 7}
+    with pytest.raises(Exception, match="benchmark sets' seed"):
+        T.train_data_spec(cfg({"clips": 40, "seed": 0}))
+    with pytest.raises(Exception, match="clips"):
+        T.train_data_spec(cfg({"clips": 0, "seed": 3}))
+    with pytest.raises(Exception, match="train_data must be"):
+        T.train_data_spec(cfg({"n": 4}))
+
+
+def test_train_data_set_is_train_only_and_disjoint_from_the_benchmark_clips(tmp_path):
+    from foleybench.datasets.synthfoley import SynthFoley
+
+    own = T.read_manifest(T.train_data_dir({"clips": 6, "seed": 5}, root=tmp_path)).records
+    assert len(own) == 6 and {r.split for r in own} == {"train"}
+    bench = SynthFoley(tmp_path / "bench", n_clips=6, seed=T.BENCH_SEED).manifest().records
+    assert not {r.content_sha256 for r in own} & {r.content_sha256 for r in bench}
+    # clip i of a seed depends on (seed, i) only: the same seed reproduces the benchmark clips
+    same = SynthFoley(tmp_path / "same", n_clips=6, seed=T.BENCH_SEED).manifest().records
+    assert [r.content_sha256 for r in same] == [r.content_sha256 for r in bench]
