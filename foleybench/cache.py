@@ -75,35 +75,41 @@ class EmbeddingCache:
         return self.root / key[:2] / f"{key}.fbe"
 
     @staticmethod
-    def _problem(raw: bytes) -> tuple[np.ndarray | None, str]:
-        """(value, "") for a sound entry, else (None, what is wrong with it)."""
+    def _problem(raw: bytes | bytearray | memoryview) -> tuple[np.ndarray | None, str]:
+        """(value, "") for a sound entry, else (None, what is wrong with it).
+
+        The value is a view of ``raw``'s payload (a bytearray gives a writable array), so a
+        large entry (a long input's frames) is held once, not once per parsing step."""
+        raw = memoryview(raw)
         if len(raw) == 0:
             return None, "empty file (0 bytes)"
-        if len(raw) < 36 or raw[:4] != _MAGIC:
+        if len(raw) < 36 or bytes(raw[:4]) != _MAGIC:
             return None, "not a foleybench cache entry (no FBE1 header)"
-        payload = raw[36:]
-        if hashlib.sha256(payload).digest() != raw[4:36]:
+        if hashlib.sha256(raw[36:]).digest() != bytes(raw[4:36]):
             return None, "checksum mismatch (damaged bytes)"
         try:
-            v = np.load(io.BytesIO(payload), allow_pickle=False)
+            v = _npy_view(raw, 36)
         except (ValueError, OSError, EOFError) as exc:
             return None, f"unreadable array ({exc})"
         if v.dtype != np.float32:
             return None, f"dtype {v.dtype}, expected float32"
         if v.ndim == 0 or v.size == 0:
             return None, f"shape {v.shape} holds no values"
-        if not np.all(np.isfinite(v)):
+        if not all_finite(v):
             return None, "non-finite values"
         return v, ""
 
     def get(self, key: str) -> np.ndarray | None:
         p = self._path(key)
         try:
-            raw = p.read_bytes()
+            with open(p, "rb") as f:
+                raw = bytearray(os.fstat(f.fileno()).st_size)
+                got = f.readinto(raw)
+            del raw[got:]
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raw, problem = b"", f"unreadable ({exc.strerror})"
+            raw, problem = bytearray(), f"unreadable ({exc.strerror})"
         else:
             value, problem = self._problem(raw)
             if value is not None:
@@ -118,9 +124,14 @@ class EmbeddingCache:
 
     def put(self, key: str, value: np.ndarray) -> None:
         p = self._path(key)
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(value, dtype=np.float32), allow_pickle=False)
-        payload = buf.getvalue()
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        # the .npy bytes np.save writes (format 1.0 header, then the data), hashed and
+        # written piece by piece: a long input's frames are never copied into one buffer
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
+        data = memoryview(arr).cast("B") if arr.size else memoryview(b"")
+        digest = hashlib.sha256(head.getvalue())
+        digest.update(data)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             # Temp name ends in .tmp, never .fbe: a killed run leaves nothing a reader takes for an entry.
@@ -133,12 +144,40 @@ class EmbeddingCache:
             return
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+                f.write(_MAGIC + digest.digest() + head.getvalue())
+                f.write(data)
             os.chmod(tmp, 0o666 & ~_umask())  # shared caches: follow the umask, not mkstemp's 0600
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _npy_view(raw: memoryview, start: int) -> np.ndarray:
+    """The array of the ``.npy`` bytes at ``raw[start:]``, as a view of ``raw`` (no copy)."""
+    fmt = np.lib.format
+    head = io.BytesIO(bytes(raw[start:start + 65536]))  # .npy headers are a few hundred bytes
+    version = fmt.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(head)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(head)
+    else:
+        raise ValueError(f"npy format version {version} is not written here")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not cache entries")
+    count = int(np.prod(shape, dtype=np.int64))
+    offset = start + head.tell()
+    if len(raw) - offset != count * dtype.itemsize:
+        raise ValueError(f"{len(raw) - offset} data bytes for shape {shape} of {dtype}")
+    v = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return v.reshape(shape[::-1]).T if fortran else v.reshape(shape)
+
+
+def all_finite(v: np.ndarray, block: int = 1 << 20) -> bool:
+    """``np.isfinite(v).all()`` a block at a time (no mask the size of a long input's rows)."""
+    flat = v.reshape(-1)
+    return all(bool(np.isfinite(flat[i:i + block]).all()) for i in range(0, flat.size, block))
 
 
 class _Inputs:
@@ -218,7 +257,7 @@ def cached_apply(
                                       f"for {len(good)} inputs")
             for (i, _), v in zip(good, values):
                 v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
-                if not np.all(np.isfinite(v)):
+                if not all_finite(v):
                     out[i] = InputError(paths[i], f"{embedder.name} produced non-finite values")
                     continue
                 out[i] = v

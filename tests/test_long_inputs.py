@@ -317,3 +317,27 @@ def test_imagebind_and_desync_audio_read_only_their_windows(tmp_path, monkeypatc
     assert np.array_equal(imagebind.ImageBind.load_audio(None, path, ctx), plain_ib)
     got = synchformer.audio_segments(path, ctx)
     assert np.array_equal(got.data, plain_sf.data) and np.array_equal(got.windows, plain_sf.windows)
+
+
+def test_passt_audiocraft_split_streams_a_long_file_segment_by_segment(tmp_path, small_blocks, monkeypatch):
+    """audiocraft's PaSST input reads the whole signal: a long file stays a LongAudio, its
+    10 s segments are read from the stream a few at a time (one here), and the rows and
+    logits are those of the whole array split the same way (the short last segment kept,
+    one of 0.15 s or less dropped)."""
+    from foleybench.api import ScoreContext
+    from foleybench.metrics.embedders import get_embedder
+    from foleybench.metrics.embedders.passt import PaSST
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(PaSST, "LONG_SEGMENTS", 1)
+    ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=1)
+    emb = get_embedder("passt", ctx, split="audiocraft")
+    for secs, n_rows in ((21.0, 3), (20.1, 2)):
+        x = emb.load_input(_wav(tmp_path / f"a{secs}.wav", secs, rate=22050), ctx)
+        assert type(x).__name__ == "LongAudio"
+        whole = x.materialise()
+        got = emb.embed_inputs([x])[0]
+        emb._memo.clear()  # the whole-array path computes afresh, not from the memo
+        want = emb.embed_inputs([whole])[0]
+        assert got.shape == want.shape == (n_rows, 768) and np.array_equal(got, want)
+        assert np.array_equal(emb.logits_inputs([x])[0], emb.logits_inputs([whole])[0])

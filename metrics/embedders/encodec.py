@@ -66,10 +66,8 @@ class EnCodec(AudioEmbedder):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` -> ``[B, T, 128]`` continuous encoder latents."""
         if x.shape[-1] <= 2 * self.chunk_samples:
-            z = self.net.encoder(x[:, None, :])   # [B, 128, T]
-        else:
-            z = self._encode_chunked(x[:, None, :])
-        return z.transpose(1, 2)
+            return self.net.encoder(x[:, None, :]).transpose(1, 2)   # [B, 128, T] -> [B, T, 128]
+        return self._encode_chunked(x[:, None, :])
 
     def _embed_long(self, x: Any) -> torch.Tensor:
         """A LongAudio through the same chunks as :meth:`_encode_chunked`, each chunk read
@@ -77,13 +75,14 @@ class EnCodec(AudioEmbedder):
         if len(x) <= 2 * self.chunk_samples:  # what _embed does in one pass
             return self._embed(self._window_getter(x)(0, len(x)))
         get = self._window_getter(x)
-        return self._encode_chunked(None, get=lambda lo, hi: get(lo, hi)[:, None, :], n=len(x)).transpose(1, 2)
+        return self._encode_chunked(None, get=lambda lo, hi: get(lo, hi)[:, None, :], n=len(x))
 
     def _encode_chunked(self, x: torch.Tensor | None, get: Any = None, n: int | None = None) -> torch.Tensor:
         """The encoder of ``x`` ``[B, 1, N]``, streamed: its strided conv stack chunk by chunk,
         each chunk's 512-channel frames fed straight on to the LSTM and final conv
-        (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input.
-        ``get(lo, hi)`` and ``n`` in place of ``x``: the chunks read from a stream."""
+        (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input,
+        once: ``[B, T, 128]``, contiguous. ``get(lo, hi)`` and ``n`` in place of ``x``: the
+        chunks read from a stream."""
         layers = list(self.net.encoder.model)
         cut = next(i for i, m in enumerate(layers) if type(m).__name__ == "SLSTM")
         convs, rest = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
@@ -105,10 +104,11 @@ class EnCodec(AudioEmbedder):
 
     def _rest_chunked(self, rest: nn.Sequential, z: torch.Tensor) -> torch.Tensor:
         """``rest(z)`` (SLSTM, ELU, final causal conv) over a whole ``z`` ``[B, 512, T]``
-        in LATENT_CHUNK steps (:class:`_LatentStream`); equal to ``rest(z)`` to float32 rounding."""
+        in LATENT_CHUNK steps (:class:`_LatentStream`); equal to ``rest(z)`` to float32 rounding
+        (returned as ``rest(z)`` is laid out, ``[B, 128, T]``)."""
         stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT)
         stream.push(z)
-        return stream.finish()
+        return stream.finish().transpose(1, 2)
 
 
 class _LatentStream:
@@ -117,7 +117,10 @@ class _LatentStream:
     step to step (the same recurrence as one pass; run whole, its input projections for all
     T steps cost ~4x the input), and the final conv sees ``context`` frames of the previous
     step, whose outputs are dropped. Steps are ``chunk`` frames whatever the pieces' sizes
-    (the last one shorter); a ``z`` of at most ``chunk`` frames is one step, ``rest(z)``."""
+    (the last one shorter); a ``z`` of at most ``chunk`` frames is one step, ``rest(z)``.
+    :meth:`finish` gives ``[B, T, C]`` (time before channels, as the embedding rows are
+    laid out): each step's output is stored that way and copied into the result one step
+    at a time, so the latents exist once plus one step, never twice."""
 
     def __init__(self, rest: nn.Sequential, chunk: int, context: int):
         self.slstm, self.tail = rest[0], nn.Sequential(*list(rest)[1:])
@@ -139,11 +142,23 @@ class _LatentStream:
 
     def finish(self) -> torch.Tensor:
         rem = torch.cat(self.pending, dim=-1)
+        self.pending = []
         if self.whole:
-            return self.rest(rem)
+            return self.rest(rem).transpose(1, 2).contiguous()
         if rem.shape[-1] or not self.out:
             self._step(rem)
-        return torch.cat(self.out, dim=-1)
+        del rem
+        if len(self.out) == 1:
+            return self.out.pop()
+        first = self.out[0]
+        res = first.new_empty((first.shape[0], sum(o.shape[1] for o in self.out), first.shape[2]))
+        t = 0
+        while self.out:  # move step by step: each step's copy is freed as soon as it is in res
+            o = self.out.pop(0)
+            res[:, t:t + o.shape[1]] = o
+            t += o.shape[1]
+            del o
+        return res
 
     def _step(self, z: torch.Tensor) -> None:
         seg = z.permute(2, 0, 1)                                 # [t, B, C]
@@ -152,9 +167,10 @@ class _LatentStream:
             y = y + seg
         y = y.permute(1, 2, 0)                                  # [B, C, t]
         if self.prev is None:
-            self.out.append(self.tail(y))
+            o = self.tail(y)
         else:
-            self.out.append(self.tail(torch.cat([self.prev, y], dim=-1))[..., self.prev.shape[-1]:])
+            o = self.tail(torch.cat([self.prev, y], dim=-1))[..., self.prev.shape[-1]:]
+        self.out.append(o.transpose(1, 2).contiguous())           # [B, t, C]
         self.prev = y[..., -self.context:]
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from torch import nn
 from foleybench import weights as W
 from foleybench.api import InputError, ScoreContext
 from foleybench.device import full_precision
-from foleybench.metrics.embedders.audio_base import AudioEmbedder
+from foleybench.metrics.embedders.audio_base import AudioEmbedder, is_long
 from foleybench.metrics.embedders.base import build_net
 
 RECORD = W.register(W.WeightRecord(
@@ -238,10 +238,15 @@ class PaSST(AudioEmbedder):
         if split == "audiocraft":
             self.frames_level = True  # each 10 s segment is one sample
             self.min_seconds = (AUDIOCRAFT_MIN_SAMPLES + 1) / SAMPLE_RATE
+            # it reads the whole signal: a long file stays a LongAudio and its 10 s segments
+            # are read from the stream LONG_SEGMENTS at a time (_long_segment_groups)
+            self.streams_long = True
 
     # ------------------------------------------------------------------ contract
     def load_input(self, path: str, ctx: ScoreContext) -> np.ndarray:
         x = super().load_input(path, ctx)
+        if is_long(x):  # audiocraft split of a long file: segments read when embedded
+            return x
         if self.split == "av-benchmark":  # cut to 10 s, zero-pad to 10 s (av-benchmark extract.py)
             x = np.pad(x[:CLIP_SAMPLES], (0, max(0, CLIP_SAMPLES - min(x.shape[0], CLIP_SAMPLES))))
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -269,11 +274,42 @@ class PaSST(AudioEmbedder):
         return {**super().provenance(), "split": self.split, "n_classes": N_CLASSES}
 
     # ------------------------------------------------------------------ internals
-    def _segments_run(self, inputs: Sequence[np.ndarray], which: int) -> list[np.ndarray]:
-        segs = [self.segments(np.asarray(x, dtype=np.float32)) for x in inputs]
-        for x, s in zip(inputs, segs):
+    LONG_SEGMENTS = 8  # 10 s segments of a long input read and run together
+
+    def _long_segment_groups(self, x: Any) -> Iterator[list[np.ndarray]]:
+        """:meth:`segments` of a LongAudio, read from its stream LONG_SEGMENTS at a time."""
+        r, n = x.reader(), len(x)
+        group: list[np.ndarray] = []
+        for lo in range(0, n, CLIP_SAMPLES):
+            hi = min(n, lo + CLIP_SAMPLES)
+            if hi - lo > AUDIOCRAFT_MIN_SAMPLES:
+                group.append(np.array(r.get(lo, hi), np.float32))
+            if len(group) == self.LONG_SEGMENTS:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _segments_run(self, inputs: Sequence[Any], which: int) -> list[np.ndarray]:
+        out: list[np.ndarray | None] = [None] * len(inputs)
+        short = [i for i, x in enumerate(inputs) if not is_long(x)]
+        for i, x in enumerate(inputs):
+            if is_long(x):  # alone, LONG_SEGMENTS segments in memory at a time
+                rows = [r for g in self._long_segment_groups(x) for r in self._rows_of([g], which)[0]]
+                if not rows:
+                    raise InputError("<array>", f"{len(x) / SAMPLE_RATE:.3f} s gives no PaSST segment")
+                out[i] = np.stack(rows)
+        if short:
+            segs = [self.segments(np.asarray(inputs[i], dtype=np.float32)) for i in short]
+            for i, y in zip(short, self._rows_of(segs, which)):
+                out[i] = np.stack(y)
+        return out  # type: ignore[return-value]
+
+    def _rows_of(self, segs: list[list[np.ndarray]], which: int) -> list[list[np.ndarray]]:
+        """Output ``which`` (0: embedding, 1: logits) of every segment, grouped as ``segs``."""
+        for s in segs:
             if not s:  # load_input's length check makes this unreachable for files
-                raise InputError("<array>", f"{len(x) / SAMPLE_RATE:.3f} s gives no PaSST segment "
+                raise InputError("<array>", f"a clip gives no PaSST segment "
                                             f"longer than {AUDIOCRAFT_MIN_SAMPLES / SAMPLE_RATE} s")
         flat = [seg for s in segs for seg in s]
         keys = [hashlib.sha256(f.tobytes()).digest() for f in flat]
@@ -287,11 +323,11 @@ class PaSST(AudioEmbedder):
             if len(self._memo) >= self.memo_size:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[k] = v
-        out, i = [], 0
+        grouped, i = [], 0
         for s in segs:
-            out.append(np.stack(rows[i:i + len(s)]))
+            grouped.append(rows[i:i + len(s)])
             i += len(s)
-        return out
+        return grouped
 
     def _forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embs, logits = [], []
