@@ -139,7 +139,7 @@ def judge(scores: dict[str, float], excluded: dict[str, str], corrupted: list[st
     dropped = [c for c in scores if c not in keep]
     p, r = precision_recall(dropped + list(excluded), corrupted)
     return {"rule": f"{kr.kind}:{kr.value:g}", "precision": p, "recall": r, "n_dropped": len(dropped),
-            "n_excluded": len(excluded)}
+            "n_excluded": len(excluded), "missed": sorted(set(corrupted) - set(dropped) - set(excluded))}
 
 
 def summary(values: Sequence[float | None], seed: int = 0, n_boot: int = N_BOOT) -> dict[str, Any]:
@@ -157,11 +157,17 @@ def summary(values: Sequence[float | None], seed: int = 0, n_boot: int = N_BOOT)
 
 def evaluate_draws(scores: dict[Pair, float], excluded: dict[Pair, str], ids: Sequence[str],
                    donors: Sequence[dict[str, str]], rules: dict[str, str], seed: int = 0) -> dict[str, Any]:
-    """Per rule label: each draw's judgement and the summary of precision and recall over draws."""
+    """Per rule label: each draw's precision and recall, their summary over draws, and how
+    often each corrupted clip was missed (kept although its audio was another clip's)."""
     out: dict[str, Any] = {}
     for label, rule in rules.items():
         per = [judge(*draw_scores(scores, excluded, ids, d), sorted(d), rule) for d in donors]
+        missed: dict[str, int] = {}
+        for j in per:
+            for c in j["missed"]:
+                missed[c] = missed.get(c, 0) + 1
         out[label] = {"rule": per[0]["rule"], "per_draw": [[j["precision"], j["recall"]] for j in per],
+                      "missed": dict(sorted(missed.items())),
                       "precision": summary([j["precision"] for j in per], seed),
                       "recall": summary([j["recall"] for j in per], seed)}
     return out

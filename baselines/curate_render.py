@@ -72,6 +72,11 @@ def draws_markdown(result: dict[str, Any]) -> list[str]:
             default = " (default)" if label == "default" or d["rule"] == r["default"]["rule"] else ""
             lines.append(f"| {r['title']}{proxy} | `{d['rule']}`{default} | {_stat(d['precision'])} | "
                          f"{_stat(d['recall'])} |")
+    for r in result["rows"]:
+        if r["scorer"] == "avc":
+            d = r["draws"]["default"]
+            miss = ", ".join(f"{c} ({n}x)" for c, n in d["missed"].items()) or "none"
+            lines += ["", f"Corrupted clips {r['title']} kept under `{d['rule']}` over the draws: {miss}."]
     return lines
 
 

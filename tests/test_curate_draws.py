@@ -44,6 +44,7 @@ def test_draws_arithmetic_on_a_constructed_table():
     assert rec["sd"] == pytest.approx(0.5)  # sample sd of (1, 0.5, 0)
     assert rec["min"] <= rec["ci"][0] <= rec["mean"] <= rec["ci"][1] <= rec["max"]
     assert res["default"]["precision"]["mean"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert res["default"]["missed"] == {"c3": 1, "c4": 1, "c5": 1}
     # top:0.8 drops round(0.2 * 10) = 2 lowest: draw 1 {c0, c1}, draw 2 {c2, c9}, draw 3 {c9, c4}
     assert res["top"]["per_draw"] == [[1.0, 1.0], [0.5, 0.5], [0.5, 0.5]]
 
@@ -100,6 +101,7 @@ def test_leaderboard_shows_mean_over_draws_per_scorer_and_rule():
     assert "## Over 2 corruption draws (seeds 0–1" in md
     # avc above:0.5 drops c0 (0.1) and the clean c9 (0.4), keeps c1 (0.7): P = R = 1/2 in both draws
     assert "| avc | `above:0.5` (default) | 0.500 ± 0.000" in md
+    assert "Corrupted clips avc kept under `above:0.5` over the draws: c1 (2x)." in md
     assert md.count("| av_align | `top:0.8`") == 2  # once per table: its default rule is not repeated
     flat = flat_values(result, None)
     assert flat["default_mean_over_draws"]["avc"] == {"precision": 0.5, "recall": 0.5}
