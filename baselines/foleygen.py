@@ -137,6 +137,71 @@ def build_model(cfg: FoleyGenConfig, *, name: str, checkpoint: str | Path | None
     return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache)
 
 
+class FoleyGenLikelihood:
+    """Likelihood-retrieval hook (baselines/likelihood.py): the teacher-forced log-likelihood
+    of a candidate audio's codec tokens under the conditional LM (no guidance: coefficient 1,
+    the model's own distribution), summed over the valid cells of the delay pattern, in nats
+    per clip. ``prepare`` encodes each clip's audio once (the candidates' tokens are then
+    reused by every query) and samples its frames; ``log_likelihood`` takes tokens
+    ``[B, K, T]`` and frames ``[B, F, 3, S, S]``. The attention mechanism is the config's."""
+
+    def __init__(self, model: FoleyGenModel):
+        from foleybench.baselines.codebook_pattern import DelayPattern
+
+        self.model, self.cfg = model, model.cfg
+        self.pat = DelayPattern(model.net.lm.cfg.n_q, model.net.lm.cfg.card)
+        self.meta = {"model": model.name, "attention": self.cfg.attention, "guidance": "none (conditional LM)",
+                     **model.meta}
+
+    @torch.inference_mode()
+    def prepare(self, manifest: Any, seconds: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        from foleybench import media
+        from foleybench.baselines.video_context import prepare_frames
+
+        cfg, codec = self.cfg, self.model.codec
+        n_smp = int(math.ceil(seconds * codec.sample_rate))
+        n_tok, n_fr = codec.n_steps(n_smp), max(1, math.ceil(seconds * cfg.visual_fps - 1e-9))
+        size = cfg.frame_size if self.model.frozen is None else 64
+        out = []
+        for r in manifest:
+            a = media.read_audio(r.audio_source, sample_rate=codec.sample_rate).samples.mean(0)
+            a = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            a = F.pad(a, (0, max(0, n_smp - a.shape[0])))  # a short clip: silence after it
+            # the whole clip encoded (as in training), its first n_tok steps kept
+            codes = codec.encode(a[None, None].to(self.model.device))[0, :, :n_tok].cpu()
+            v = media.read_video(r.video)
+            out.append((codes, prepare_frames(v.frames, v.fps, cfg.visual_fps, size, n_fr)))
+        return out
+
+    @torch.inference_mode()
+    def log_likelihood(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """tokens [B, K, T] and frames [B, F, 3, S, S] -> nats per clip [B] (float64)."""
+        m, lm = self.model, self.model.net.lm
+        codes, frames = audio.to(m.device), video.to(m.device)
+        B, F_ = codes.shape[0], frames.shape[1]
+        # one query's video repeated over the candidates (retrieval's layout): encode it once
+        same = frames.shape[0] > 1 and frames.stride(0) == 0
+        x = frames[:1] if same else frames
+        vis = m.frozen(x) if m.frozen is not None else m.net.features(x)
+        vis = vis.expand(B, *vis.shape[1:]) if same else vis
+        seq = self.pat.build(codes)
+        logits = lm(self.pat.lm_input(seq), vis, torch.full((B,), F_, device=m.device), self.cfg.attention)
+        logp = torch.log_softmax(logits.double(), -1)
+        valid = self.pat.valid(codes.shape[-1], m.device)[None]  # [1, K, S]
+        cell = logp.gather(-1, seq.clamp_max(lm.cfg.card - 1)[..., None])[..., 0]  # special cells: masked out
+        return torch.where(valid, cell, torch.zeros_like(cell)).sum((1, 2)).cpu()
+
+    def zeroed(self, video: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(video)
+
+
+def likelihood_scorer(name: str, checkpoint: str | Path | None = None, device: str = "cpu") -> FoleyGenLikelihood:
+    """The family's retrieval hook (foleygen_c and foleygen_p)."""
+    from foleybench.family import build_model as build
+
+    return FoleyGenLikelihood(build(name, checkpoint=checkpoint, device=device, use_cache=False))
+
+
 class CodecResynthesis(ReferenceBaseline):
     """Ground-truth audio through the small codec (encode, decode): the codec's ceiling.
     V2A only; needs the dataset like ``oracle``."""
