@@ -66,12 +66,14 @@ class FoleyGenModel(VideoToAudio):
     """A FoleyGen network with its codec (and frozen visual tower) as a generator."""
 
     def __init__(self, cfg: FoleyGenConfig, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                 use_cache: bool = True):
+                 use_cache: bool = True, dataset: Any = None, seed: int = 0):
         from foleybench.baselines.codec import get_codec
         from foleybench.baselines.foleygen_visual import build_visual
         from foleybench.weights import load_strict, seeded_init, sha256_file
 
         self.cfg, self.name, self.device, self.use_cache = cfg, name, device, use_cache
+        self.dataset, self.seed = dataset, int(seed)
+        self._others: dict[str, str] | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             self.net = FoleyGenNet(cfg)
@@ -92,6 +94,24 @@ class FoleyGenModel(VideoToAudio):
         self.frozen = None if cfg.visual == "tiny_cnn" else \
             build_visual(cfg.visual, mode="proxy" if cfg.codec_mode == "proxy" else "pretrained").to(device)
 
+    def _shown(self, r: V2ARequest) -> tuple[np.ndarray, float]:
+        """The frames the model sees for ``r``: its own, or (``video="shuffled"``) those of
+        the clip the `shuffled` baseline pairs it with (same derangement, same seed)."""
+        if self.cfg.video == "own":
+            return r.frames, r.fps
+        from foleybench import media
+        from foleybench.baselines.reference import derangement
+
+        if self.dataset is None:
+            raise FoleybenchError(f"{self.name}: the shuffled-video control needs the dataset (run it through "
+                                  "foleybench run/bench)")
+        if self._others is None:
+            self._others = derangement(self.dataset.ids(), self.seed)
+        if r.clip_id not in self._others:
+            raise FoleybenchError(f"{self.name}: clip {r.clip_id!r} is not in the dataset it was built with")
+        v = media.read_video(self.dataset[self._others[r.clip_id]].video, duration_s=r.duration_s)
+        return v.frames, v.fps
+
     def params(self) -> dict[str, Any]:
         return {"model": self.name, "config": dataclasses.asdict(self.cfg), "generation": generation_params(self.cfg),
                 "use_cache": self.use_cache, "codec": self.codec.describe(),
@@ -103,7 +123,8 @@ class FoleyGenModel(VideoToAudio):
         from foleybench.baselines.video_context import prepare_frames
 
         size = self.cfg.frame_size if self.frozen is None else 64
-        x = prepare_frames(r.frames, r.fps, self.cfg.visual_fps, size, n_fr)[None].to(self.device)
+        frames, fps = self._shown(r)
+        x = prepare_frames(frames, fps, self.cfg.visual_fps, size, n_fr)[None].to(self.device)
         return (self.frozen(x) if self.frozen is not None else self.net.features(x))[0]
 
     def generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
@@ -132,9 +153,10 @@ class FoleyGenModel(VideoToAudio):
 
 
 def build_model(cfg: FoleyGenConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                use_cache: bool = True, **_unused: Any) -> FoleyGenModel:
-    """Family builder: ``checkpoint``'s weights or seeded random init (debug)."""
-    return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache)
+                use_cache: bool = True, dataset: Any = None, seed: int = 0, **_unused: Any) -> FoleyGenModel:
+    """Family builder: ``checkpoint``'s weights or seeded random init (debug). ``dataset``
+    and ``seed`` (the runner's) serve the shuffled-video control only."""
+    return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache, dataset=dataset, seed=seed)
 
 
 class FoleyGenLikelihood:
