@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from foleybench.baselines.codebook_pattern import DelayPattern
-from foleybench.baselines.foleygen_lm import Cache, FoleyGenLM
+from foleybench.baselines.foleygen_lm import FoleyGenLM
 
 
 def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, coef: float) -> torch.Tensor:
@@ -83,11 +83,11 @@ def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_
     nf_in = torch.cat([n_frames, n_frames]) if guided else n_frames
     seq = torch.full((B, cfg.n_q, S), cfg.card, dtype=torch.long, device=vis.device)
     inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)  # col 0: start
-    cache = Cache() if use_cache else None
+    cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     for s in range(S):
         if cache is not None:
             col = inp[:, :, s:s + 1]
-            logits = lm(torch.cat([col, col]) if guided else col, v_in, nf_in, mechanism, cache)[:, :, -1]
+            logits = lm.step(torch.cat([col, col]) if guided else col, cache)[:, :, -1]
         else:
             x = inp[:, :, :s + 1]
             logits = lm(torch.cat([x, x]) if guided else x, v_in, nf_in, mechanism)[:, :, -1]
