@@ -128,10 +128,23 @@ class FoleyGenModel(VideoToAudio):
         return (self.frozen(x) if self.frozen is not None else self.net.features(x))[0]
 
     def generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
-        from foleybench.baselines.foleygen_sample import generate_codes
-
         if not requests:
             return []
+        # tiny sizes on a CPU: one intra-op thread (see foleygen_sample.generate_codes); the
+        # caller's setting restored after
+        one = self.device == "cpu" and self.cfg.d_model <= 256
+        prev = torch.get_num_threads()
+        if one:
+            torch.set_num_threads(1)
+        try:
+            return self._generate(requests)
+        finally:
+            if one:
+                torch.set_num_threads(prev)
+
+    def _generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
+        from foleybench.baselines.foleygen_sample import generate_codes
+
         cfg, codec = self.cfg, self.codec
         n_fr = [max(1, math.ceil(r.duration_s * cfg.visual_fps - 1e-9)) for r in requests]
         n_steps = [codec.n_steps(int(math.ceil(r.duration_s * codec.sample_rate))) for r in requests]

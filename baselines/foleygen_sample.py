@@ -70,6 +70,23 @@ def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_
     use_cache=False recomputes the whole prefix at every step (the reference the cache is
     tested against); the tokens are identical.
     """
+    # a small LM on a CPU: each step's operations are tiny, so intra-op threads only add
+    # synchronisation (on the shared 2-core machine, 2 threads ran a tiny clip ~15x slower
+    # than 1 under load); one thread for the loop, the caller's setting restored after
+    one = vis.device.type == "cpu" and lm.cfg.d_model <= 256
+    prev = torch.get_num_threads()
+    if one:
+        torch.set_num_threads(1)
+    try:
+        return _generate(lm, vis, n_frames, n_steps, gens, mechanism, cfg_coef, temperature, top_k, top_p, use_cache)
+    finally:
+        if one:
+            torch.set_num_threads(prev)
+
+
+def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps: int | Sequence[int],
+              gens: Sequence[torch.Generator], mechanism: str, cfg_coef: float, temperature: float, top_k: int,
+              top_p: float, use_cache: bool) -> torch.Tensor:
     cfg = lm.cfg
     pat = DelayPattern(cfg.n_q, cfg.card)
     B = vis.shape[0]
