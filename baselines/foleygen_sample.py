@@ -70,18 +70,10 @@ def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_
     use_cache=False recomputes the whole prefix at every step (the reference the cache is
     tested against); the tokens are identical.
     """
-    # a small LM on a CPU: each step's operations are tiny, so intra-op threads only add
-    # synchronisation (on the shared 2-core machine, 2 threads ran a tiny clip ~15x slower
-    # than 1 under load); one thread for the loop, the caller's setting restored after
-    one = vis.device.type == "cpu" and lm.cfg.d_model <= 256
-    prev = torch.get_num_threads()
-    if one:
-        torch.set_num_threads(1)
-    try:
+    from foleybench.baselines.foleygen import small_cpu_threads
+
+    with small_cpu_threads(vis.device, lm.cfg.d_model):
         return _generate(lm, vis, n_frames, n_steps, gens, mechanism, cfg_coef, temperature, top_k, top_p, use_cache)
-    finally:
-        if one:
-            torch.set_num_threads(prev)
 
 
 def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps: int | Sequence[int],
