@@ -17,10 +17,11 @@ every model that generates that codec's tokens.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,16 +63,35 @@ def _resample(a: torch.Tensor, sr_in: int, sr_out: int, n_out: int) -> np.ndarra
     return np.ascontiguousarray(a.clamp(-1, 1).numpy(), dtype=np.float32)
 
 
+@contextlib.contextmanager
+def small_cpu_threads(device: Any, d_model: int) -> Iterator[None]:
+    """One intra-op thread while a tiny-sized model works on a CPU (its operations are
+    small: threads only add synchronisation; on the loaded 2-core machine 2 threads made a
+    4-clip generation 64 s instead of 4 s, and retrieval scoring 67 s instead of 7.5 s);
+    the caller's setting is restored after. Larger models keep the caller's threads."""
+    one = torch.device(device).type == "cpu" and d_model <= 256
+    prev = torch.get_num_threads()
+    if one:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if one:
+            torch.set_num_threads(prev)
+
+
 class FoleyGenModel(VideoToAudio):
     """A FoleyGen network with its codec (and frozen visual tower) as a generator."""
 
     def __init__(self, cfg: FoleyGenConfig, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                 use_cache: bool = True):
+                 use_cache: bool = True, dataset: Any = None, seed: int = 0):
         from foleybench.baselines.codec import get_codec
         from foleybench.baselines.foleygen_visual import build_visual
         from foleybench.weights import load_strict, seeded_init, sha256_file
 
         self.cfg, self.name, self.device, self.use_cache = cfg, name, device, use_cache
+        self.dataset, self.seed = dataset, int(seed)
+        self._others: dict[str, str] | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             self.net = FoleyGenNet(cfg)
@@ -92,6 +112,24 @@ class FoleyGenModel(VideoToAudio):
         self.frozen = None if cfg.visual == "tiny_cnn" else \
             build_visual(cfg.visual, mode="proxy" if cfg.codec_mode == "proxy" else "pretrained").to(device)
 
+    def _shown(self, r: V2ARequest) -> tuple[np.ndarray, float]:
+        """The frames the model sees for ``r``: its own, or (``video="shuffled"``) those of
+        the clip the `shuffled` baseline pairs it with (same derangement, same seed)."""
+        if self.cfg.video == "own":
+            return r.frames, r.fps
+        from foleybench import media
+        from foleybench.baselines.reference import derangement
+
+        if self.dataset is None:
+            raise FoleybenchError(f"{self.name}: the shuffled-video control needs the dataset (run it through "
+                                  "foleybench run/bench)")
+        if self._others is None:
+            self._others = derangement(self.dataset.ids(), self.seed)
+        if r.clip_id not in self._others:
+            raise FoleybenchError(f"{self.name}: clip {r.clip_id!r} is not in the dataset it was built with")
+        v = media.read_video(self.dataset[self._others[r.clip_id]].video, duration_s=r.duration_s)
+        return v.frames, v.fps
+
     def params(self) -> dict[str, Any]:
         return {"model": self.name, "config": dataclasses.asdict(self.cfg), "generation": generation_params(self.cfg),
                 "use_cache": self.use_cache, "codec": self.codec.describe(),
@@ -103,14 +141,19 @@ class FoleyGenModel(VideoToAudio):
         from foleybench.baselines.video_context import prepare_frames
 
         size = self.cfg.frame_size if self.frozen is None else 64
-        x = prepare_frames(r.frames, r.fps, self.cfg.visual_fps, size, n_fr)[None].to(self.device)
+        frames, fps = self._shown(r)
+        x = prepare_frames(frames, fps, self.cfg.visual_fps, size, n_fr)[None].to(self.device)
         return (self.frozen(x) if self.frozen is not None else self.net.features(x))[0]
 
     def generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
-        from foleybench.baselines.foleygen_sample import generate_codes
-
         if not requests:
             return []
+        with small_cpu_threads(self.device, self.cfg.d_model):
+            return self._generate(requests)
+
+    def _generate(self, requests: Sequence[V2ARequest]) -> list[AudioOutput]:
+        from foleybench.baselines.foleygen_sample import generate_codes
+
         cfg, codec = self.cfg, self.codec
         n_fr = [max(1, math.ceil(r.duration_s * cfg.visual_fps - 1e-9)) for r in requests]
         n_steps = [codec.n_steps(int(math.ceil(r.duration_s * codec.sample_rate))) for r in requests]
@@ -132,9 +175,83 @@ class FoleyGenModel(VideoToAudio):
 
 
 def build_model(cfg: FoleyGenConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                use_cache: bool = True, **_unused: Any) -> FoleyGenModel:
-    """Family builder: ``checkpoint``'s weights or seeded random init (debug)."""
-    return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache)
+                use_cache: bool = True, dataset: Any = None, seed: int = 0, **_unused: Any) -> FoleyGenModel:
+    """Family builder: ``checkpoint``'s weights or seeded random init (debug). ``dataset``
+    and ``seed`` (the runner's) serve the shuffled-video control only."""
+    return FoleyGenModel(cfg, name, checkpoint, device=device, use_cache=use_cache, dataset=dataset, seed=seed)
+
+
+class FoleyGenLikelihood:
+    """Likelihood-retrieval hook (baselines/likelihood.py): the teacher-forced log-likelihood
+    of a candidate audio's codec tokens under the conditional LM (no guidance: coefficient 1,
+    the model's own distribution), summed over the valid cells of the delay pattern, in nats
+    per clip. ``prepare`` encodes each clip's audio once (the candidates' tokens are then
+    reused by every query) and samples its frames; ``log_likelihood`` takes tokens
+    ``[B, K, T]`` and frames ``[B, F, 3, S, S]``. The attention mechanism is the config's."""
+
+    def __init__(self, model: FoleyGenModel):
+        from foleybench.baselines.codebook_pattern import DelayPattern
+
+        self.model, self.cfg = model, model.cfg
+        self.pat = DelayPattern(model.net.lm.cfg.n_q, model.net.lm.cfg.card)
+        self.meta = {"model": model.name, "attention": self.cfg.attention, "guidance": "none (conditional LM)",
+                     **model.meta}
+
+    def prepare(self, manifest: Any, seconds: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        with small_cpu_threads(self.model.device, self.cfg.d_model):
+            return self._prepare(manifest, seconds)
+
+    def log_likelihood(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """tokens [B, K, T] and frames [B, F, 3, S, S] -> nats per clip [B] (float64)."""
+        with small_cpu_threads(self.model.device, self.cfg.d_model):
+            return self._log_likelihood(audio, video)
+
+    @torch.inference_mode()
+    def _prepare(self, manifest: Any, seconds: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        from foleybench import media
+        from foleybench.baselines.video_context import prepare_frames
+
+        cfg, codec = self.cfg, self.model.codec
+        n_smp = int(math.ceil(seconds * codec.sample_rate))
+        n_tok, n_fr = codec.n_steps(n_smp), max(1, math.ceil(seconds * cfg.visual_fps - 1e-9))
+        size = cfg.frame_size if self.model.frozen is None else 64
+        out = []
+        for r in manifest:
+            a = media.read_audio(r.audio_source, sample_rate=codec.sample_rate).samples.mean(0)
+            a = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            a = F.pad(a, (0, max(0, n_smp - a.shape[0])))  # a short clip: silence after it
+            # the whole clip encoded (as in training), its first n_tok steps kept
+            codes = codec.encode(a[None, None].to(self.model.device))[0, :, :n_tok].cpu()
+            v = media.read_video(r.video)
+            out.append((codes, prepare_frames(v.frames, v.fps, cfg.visual_fps, size, n_fr)))
+        return out
+
+    @torch.inference_mode()
+    def _log_likelihood(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        m, lm = self.model, self.model.net.lm
+        codes, frames = audio.to(m.device), video.to(m.device)
+        B, F_ = codes.shape[0], frames.shape[1]
+        # one query's video repeated over the candidates (retrieval's layout): encode it once
+        same = frames.shape[0] > 1 and frames.stride(0) == 0
+        x = frames[:1] if same else frames
+        vis = m.frozen(x) if m.frozen is not None else m.net.features(x)
+        vis = vis.expand(B, *vis.shape[1:]) if same else vis
+        seq = self.pat.build(codes)
+        logits = lm(self.pat.lm_input(seq), vis, torch.full((B,), F_, device=m.device), self.cfg.attention)
+        logp = torch.log_softmax(logits.double(), -1)
+        valid = self.pat.valid(codes.shape[-1], m.device)[None]  # [1, K, S]
+        cell = logp.gather(-1, seq.clamp_max(lm.cfg.card - 1)[..., None])[..., 0]  # special cells: masked out
+        return torch.where(valid, cell, torch.zeros_like(cell)).sum((1, 2)).cpu()
+
+    def zeroed(self, video: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(video)
+
+
+def likelihood_scorer(name: str, checkpoint: str | Path | None = None, device: str = "cpu") -> FoleyGenLikelihood:
+    """The family's retrieval hook (foleygen_c and foleygen_p)."""
+    from foleybench.family import build_model as build
+
+    return FoleyGenLikelihood(build(name, checkpoint=checkpoint, device=device, use_cache=False))
 
 
 class CodecResynthesis(ReferenceBaseline):
@@ -172,14 +289,16 @@ def _register() -> None:
         MODELS.add("codec_resynthesis", "foleybench.baselines.foleygen:CodecResynthesis", tasks=("v2a",), family="reference")
 
 
-# Shipped tiny checkpoints: `foleybench train --model foleygen_X.tiny` on the synthfoley
-# train split (48 clips, seed 0). The generation-only tiny tags share the file.
-_TRAIN_FP = "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"
+# Shipped tiny checkpoints: `python -m foleybench.train --model foleygen_X.tiny` on the
+# config's own train-only synthfoley set (train_data: 256 clips, seed 1; 2500 steps, about
+# 14.5 min per variant with both variants at once on the shared 2-core machine). The
+# generation-only tiny tags share the file.
+_TRAIN_FP = "dafb538d66a5961f4b375006425c2e02db95704ddac0499e19ecbb8d80a97ae4"
 _SHIPPED: dict[str, tuple[str, str]] = {  # variant -> (sha256, recipe hash)
-    "c": ("0fb6084e4309f872f7149f9bb6109ea9ecc94582e21bb5636da5e10c2bd31e2e",
-          "fb6d26ac2c049ca061572019ad3a7142377134429bd7bdba4d1f85f546d6fa83"),
-    "p": ("14320d5f2102c0f1654c0e5818118b450db4d0c17524145204985eb9b38dd7fe",
-          "64f2264586e176320cbaf48c7c65b9385faa75d5c7ae517b3b8308618fe97d50"),
+    "c": ("3d37cac4f9d0f8355150c2b0b0b94062eace9f7796a030e1c6100273995cf969",
+          "27cd1e7a1f35b21efcbdeab27d7a375bb78de83f906cbc52b07a76eb125ed7e3"),
+    "p": ("cb7326598801b1c0b8c3c90e7fbfdd95962cc484021bef346f3832d7ff055d1f",
+          "6f76c1db0a070b931b20dd8643ea1637c0ee9761d1953627ad68eff39695a83b"),
 }
 
 for _v in ("c", "p"):

@@ -134,11 +134,25 @@ class Block(nn.Module):
 @dataclass
 class Cache:
     """Generation state: per-layer self-attention [k, v], the visual memory's per-layer
-    cross keys/values (C), and how many audio columns have been fed (``pos``)."""
+    cross keys/values (C), and how many audio columns have been fed (``pos``).
+
+    :meth:`FoleyGenLM.forward` grows ``kv`` by concatenation (any number of columns per
+    call); :meth:`FoleyGenLM.step` (one column per call, what generation uses) keeps
+    instead preallocated buffers ``k_buf`` / ``v_buf`` ``[B, h, L_max, d/h]`` per layer,
+    the masks of every step built once (``step_masks``), the positions' sinusoids and the
+    fused projection weights, so a step allocates nothing that grows with the sequence."""
 
     kv: list[list[torch.Tensor]] = field(default_factory=list)
     mem_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     pos: int = 0
+    k_buf: list[torch.Tensor] = field(default_factory=list)
+    v_buf: list[torch.Tensor] = field(default_factory=list)
+    n_prefix: int = 0                       # visual tokens before the audio in k_buf (P)
+    step_masks: torch.Tensor | None = None  # [B, S_max, keys]: self-attention (P) or cross (C) rows
+    pos_emb: torch.Tensor | None = None     # [S_max, d]
+    fused: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    heads: tuple[torch.Tensor, torch.Tensor] | None = None
+    emb: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class FoleyGenLM(nn.Module):
@@ -204,3 +218,82 @@ class FoleyGenLM(nn.Module):
             cache.pos += S
         h = self.norm(x[:, -S:])
         return torch.stack([head(h) for head in self.heads], 1)
+
+    # ---------------------------------------------------------------- one-column generation
+    @torch.inference_mode()
+    def start(self, vis: torch.Tensor, n_frames: torch.Tensor, mechanism: str, max_steps: int) -> Cache:
+        """A :class:`Cache` ready for :meth:`step` over at most ``max_steps`` columns: the
+        visual part done (C: cross keys/values; P: the visual prefix through every layer),
+        the masks of every step, the positions and the fused weights built once."""
+        cfg, B, Fv = self.cfg, vis.shape[0], vis.shape[1]
+        dev, d, h = vis.device, cfg.d_model, cfg.n_heads
+        c = Cache()
+        steps = torch.arange(max_steps, device=dev)
+        vmask = visual_mask(steps, n_frames, Fv, cfg.frame_rate, cfg.visual_fps, mechanism)  # [B, S, F]
+        c.pos_emb = sinusoid(steps, d)
+        vt = self.visual_tokens(vis)
+        if cfg.variant == "p":
+            c.n_prefix = Fv
+            # audio row s sees its frames and the audio columns 0..s (later ones are not yet
+            # in the buffer: step() slices the keys up to the current one)
+            c.step_masks = torch.cat([vmask, torch.ones(B, max_steps, max_steps, dtype=torch.bool, device=dev)], -1)
+            fmask, x = frame_self_mask(n_frames, Fv, mechanism), vt
+            for blk in self.blocks:
+                kv: list[torch.Tensor] = []
+                x = blk(x, fmask, kv, None, None)
+                c.kv.append(kv)
+        else:
+            c.step_masks = vmask
+            c.mem_kv = [(b.cross.split(b.cross.k(vt)), b.cross.split(b.cross.v(vt))) for b in self.blocks]
+        L = c.n_prefix + max_steps
+        for i, blk in enumerate(self.blocks):
+            kb = vis.new_zeros(B, h, L, d // h)
+            vb = vis.new_zeros(B, h, L, d // h)
+            if c.kv:
+                kb[:, :, :Fv], vb[:, :, :Fv] = c.kv[i]
+            c.k_buf.append(kb)
+            c.v_buf.append(vb)
+            a, cr = blk.att, blk.cross
+            c.fused.append((blk.n1.weight, blk.n1.bias, torch.cat([a.q.weight, a.k.weight, a.v.weight]),
+                            torch.cat([a.q.bias, a.k.bias, a.v.bias]), a.o.weight, a.o.bias,
+                            blk.n3.weight, blk.n3.bias, blk.ff[0].weight, blk.ff[0].bias, blk.ff[2].weight,
+                            blk.ff[2].bias,
+                            *((blk.n2.weight, blk.n2.bias, cr.q.weight, cr.q.bias, cr.o.weight, cr.o.bias)
+                              if cr is not None and blk.n2 is not None else ())))
+        c.kv = []
+        c.heads = (torch.cat([hd.weight for hd in self.heads]), torch.cat([hd.bias for hd in self.heads]))
+        c.emb = (torch.cat([e.weight for e in self.emb]),
+                 torch.arange(cfg.n_q, device=dev)[None, :, None] * (cfg.card + 1))
+        return c
+
+    @torch.inference_mode()
+    def step(self, col: torch.Tensor, cache: Cache) -> torch.Tensor:
+        """Logits ``[B, K, 1, card]`` of the next column given input column ``[B, K, 1]``
+        (position ``cache.pos``); the same values as :meth:`forward` on the whole prefix."""
+        cfg, c = self.cfg, cache
+        B, pos = col.shape[0], c.pos
+        assert c.emb is not None and c.heads is not None and c.step_masks is not None and c.pos_emb is not None
+        d, h = cfg.d_model, cfg.n_heads
+        x = F.embedding(col + c.emb[1], c.emb[0]).sum(1) + c.pos_emb[pos]  # [B, 1, d]
+        n_keys = c.n_prefix + pos + 1
+        mask = c.step_masks[:, pos:pos + 1]  # [B, 1, F (+ S_max)]
+        self_mask = mask[:, None, :, :n_keys] if cfg.variant == "p" else None  # C: every earlier column
+        eps = self.norm.eps
+        for i, w in enumerate(c.fused):
+            hn = F.layer_norm(x, (d,), w[0], w[1], eps)
+            q, k, v = F.linear(hn, w[2], w[3]).view(B, 1, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            c.k_buf[i][:, :, n_keys - 1:n_keys] = k
+            c.v_buf[i][:, :, n_keys - 1:n_keys] = v
+            y = F.scaled_dot_product_attention(q, c.k_buf[i][:, :, :n_keys], c.v_buf[i][:, :, :n_keys],
+                                               attn_mask=self_mask)
+            x = x + F.linear(y.transpose(1, 2).reshape(B, 1, d), w[4], w[5])
+            if len(w) > 12:  # C: cross-attention to the visual memory
+                hn = F.layer_norm(x, (d,), w[12], w[13], eps)
+                q = F.linear(hn, w[14], w[15]).view(B, 1, h, d // h).transpose(1, 2)
+                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=mask[:, None])
+                x = x + F.linear(y.transpose(1, 2).reshape(B, 1, d), w[16], w[17])
+            hn = F.layer_norm(x, (d,), w[6], w[7], eps)
+            x = x + F.linear(F.gelu(F.linear(hn, w[8], w[9])), w[10], w[11])
+        c.pos += 1
+        hn = F.layer_norm(x, (d,), self.norm.weight, self.norm.bias, self.norm.eps)
+        return F.linear(hn, *c.heads).view(B, 1, cfg.n_q, cfg.card).transpose(1, 2)

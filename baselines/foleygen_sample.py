@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from foleybench.baselines.codebook_pattern import DelayPattern
-from foleybench.baselines.foleygen_lm import Cache, FoleyGenLM
+from foleybench.baselines.foleygen_lm import FoleyGenLM
 
 
 def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, coef: float) -> torch.Tensor:
@@ -70,6 +70,15 @@ def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_
     use_cache=False recomputes the whole prefix at every step (the reference the cache is
     tested against); the tokens are identical.
     """
+    from foleybench.baselines.foleygen import small_cpu_threads
+
+    with small_cpu_threads(vis.device, lm.cfg.d_model):
+        return _generate(lm, vis, n_frames, n_steps, gens, mechanism, cfg_coef, temperature, top_k, top_p, use_cache)
+
+
+def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps: int | Sequence[int],
+              gens: Sequence[torch.Generator], mechanism: str, cfg_coef: float, temperature: float, top_k: int,
+              top_p: float, use_cache: bool) -> torch.Tensor:
     cfg = lm.cfg
     pat = DelayPattern(cfg.n_q, cfg.card)
     B = vis.shape[0]
@@ -83,11 +92,11 @@ def generate_codes(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_
     nf_in = torch.cat([n_frames, n_frames]) if guided else n_frames
     seq = torch.full((B, cfg.n_q, S), cfg.card, dtype=torch.long, device=vis.device)
     inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)  # col 0: start
-    cache = Cache() if use_cache else None
+    cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     for s in range(S):
         if cache is not None:
             col = inp[:, :, s:s + 1]
-            logits = lm(torch.cat([col, col]) if guided else col, v_in, nf_in, mechanism, cache)[:, :, -1]
+            logits = lm.step(torch.cat([col, col]) if guided else col, cache)[:, :, -1]
         else:
             x = inp[:, :, :s + 1]
             logits = lm(torch.cat([x, x]) if guided else x, v_in, nf_in, mechanism)[:, :, -1]

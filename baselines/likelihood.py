@@ -53,11 +53,20 @@ def scorer_hook(name: str) -> Callable[..., LikelihoodScorer] | None:
 
 
 def families_with_hook() -> list[str]:
-    """Shipped tiny models (``family.tiny``) whose family provides the hook, by name."""
+    """Shipped tiny models (``family.tiny``) whose family provides the hook, by name: one
+    per checkpoint file (tags that only change generation settings, as FoleyGen's
+    ``causal_tiny`` or ``cfg0_tiny``, share their base tag's file and are left out)."""
     from foleybench import family
 
-    return [f"{f.name}.{t}" for f in family.families() for t in f.shipped()
-            if getattr(importlib.import_module(f.module), "likelihood_scorer", None) is not None]
+    out, seen = [], set()
+    for f in family.families():
+        if getattr(importlib.import_module(f.module), "likelihood_scorer", None) is None:
+            continue
+        for t in f.shipped():
+            if (f.name, f.checkpoints[t].file) not in seen:
+                seen.add((f.name, f.checkpoints[t].file))
+                out.append(f"{f.name}.{t}")
+    return out
 
 
 class NetLikelihood:
