@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from foleybench.api import A2VRequest, AudioToVideo, FoleybenchError, VideoOutput, check_outputs
+from foleybench.baselines.tempotokens_controls import SHUFFLED_TAG, ShuffledAudio
 from foleybench.baselines.tempotokens_paper import (
     PAPER_CHECKPOINT_FILE,
     PAPER_CHECKPOINT_URL,
@@ -52,7 +53,7 @@ from foleybench.baselines.tempotokens_tiny import (
 from foleybench.family import CheckpointRecord, Family, register_family
 
 # Bump when a change alters what training produces or what a checkpoint means.
-CODE_VERSION = "tempotokens-3"
+CODE_VERSION = "tempotokens-4"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 PAPER = ("Yariv et al., Diverse and Aligned Audio-to-Video Generation via Text-to-Video Model Adaptation, "
          "arXiv 2309.16429")
@@ -70,11 +71,18 @@ _GEN_VARIANTS: dict[str, dict[str, Any]] = {
     "w3_tiny": dict(n_windows=3),
     "w4_tiny": {},
     "guidance0_tiny": dict(guidance=0.0),
+    # the shuffled-audio control (tempotokens_controls): tiny fed another test clip's audio
+    SHUFFLED_TAG: {},
 }
+# The tiny recipe (issue 11): 240 train-only synthfoley clips of seed 1 (rendered in about
+# 40 s on first use) instead of the 21 of the seed-0 train split; stage 1 with per-frame
+# event tokens (tempotokens_tiny), 450 stage-1 + 300 stage-2 steps.
+TRAIN_DATA = {"clips": 240, "seed": 1}
+_TINY = dict(train_data=TRAIN_DATA, stage1_steps=450, steps=750)
 CONFIGS: dict[str, Any] = {
     "debug": TempoTinyConfig(**_DEBUG),
-    "tiny": TempoTinyConfig(),
-    **{t: TempoTinyConfig(**o) for t, o in _GEN_VARIANTS.items()},
+    "tiny": TempoTinyConfig(**_TINY),
+    **{t: TempoTinyConfig(**_TINY, **o) for t, o in _GEN_VARIANTS.items()},
     # the published design on zeroscope_v2_576w through diffusers, our BEATs (tempotokens_paper)
     "paper": PAPER_CONFIG,
 }
@@ -179,7 +187,10 @@ def build_model(cfg: Any, *, name: str, checkpoint: str | Path | None = None, de
     tiny and debug configs from ``checkpoint``'s weights, or seeded random init (debug)."""
     if isinstance(cfg, TempoTokensPaperConfig):
         return build_paper(cfg, name=name, checkpoint=checkpoint, device=device, **options)
-    return TempoTokensModel(cfg, name, checkpoint, device=device)
+    model = TempoTokensModel(cfg, name, checkpoint, device=device)
+    if name.endswith("." + SHUFFLED_TAG):  # the control: another test clip's audio (needs the dataset)
+        return ShuffledAudio(model, name, options.get("dataset"), int(options.get("seed") or 0))
+    return model
 
 
 def family_recipe_config(cfg: Any) -> dict[str, Any]:
