@@ -64,3 +64,43 @@ class ShuffledAudio(AudioToVideo):
         outs = [self.inner.generate([self.swapped(r)])[0] for r in requests]
         check_outputs(requests, outs, self.name)
         return outs
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float], n_boot: int = 10000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Mean per-clip difference a - b over the clips both score, with a 95% percentile
+    bootstrap interval over clips (the clips resampled in pairs, ``bootstrap_ci``)."""
+    from foleybench.metrics.functional.bootstrap import bootstrap_ci
+
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        raise FoleybenchError("paired difference: the two runs share no scored clip")
+    d = [float(a[i]) - float(b[i]) for i in ids]
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    return {"n": len(ids), "mean": sum(d) / len(d), "ci": [lo, hi], "n_boot": n_boot, "seed": seed}
+
+
+def _per_clip(path: str, metric: str) -> dict[str, float]:
+    import json
+    from pathlib import Path
+
+    doc = json.loads(Path(path).read_text())
+    try:
+        return doc["metrics"][metric]["extras"]["per_clip"]
+    except (KeyError, TypeError) as exc:
+        raise FoleybenchError(f"{path}: no per-clip values of {metric!r} (metrics.{metric}.extras.per_clip)") from exc
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Paired per-clip difference of one metric between two results "
+                                 "JSONs (runs/BENCH/results/TASK__MODEL.json), with a bootstrap interval.")
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--metric", default="av_align")
+    ap.add_argument("--n-boot", type=int, default=10000)
+    args = ap.parse_args()
+    r = paired_difference(_per_clip(args.a, args.metric), _per_clip(args.b, args.metric), args.n_boot)
+    print(f"{args.metric} a - b over {r['n']} clips: {r['mean']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}] "
+          f"(95% bootstrap, {r['n_boot']} resamples, seed {r['seed']})")

@@ -117,3 +117,16 @@ def test_shuffled_tags_share_tiny_checkpoint_and_recipe():
         rec, tiny = fam._RECORDS[SHUFFLED_TAG], fam._RECORDS["tiny"]
         assert (rec.file, rec.sha256, rec.recipe_hash) == (tiny.file, tiny.sha256, tiny.recipe_hash)
         assert fam.CONFIGS[SHUFFLED_TAG] == fam.CONFIGS["tiny"]
+
+
+def test_paired_difference_over_shared_clips():
+    from foleybench.baselines.tempotokens_controls import paired_difference
+
+    a = {"x": 0.75, "y": 0.5, "z": 0.25, "only_a": 9.0}          # binary-exact values: differences 0.5, 0.25, 0
+    b = {"x": 0.25, "y": 0.25, "z": 0.25}
+    r = paired_difference(a, b, n_boot=2000)
+    assert r["n"] == 3 and r["mean"] == 0.25
+    assert 0.0 <= r["ci"][0] < 0.25 < r["ci"][1] <= 0.5          # resampled means lie in [0, 0.5]
+    assert paired_difference(b, b)["ci"] == [0.0, 0.0]
+    with pytest.raises(FoleybenchError, match="share no scored clip"):
+        paired_difference({"p": 1.0}, {"q": 1.0})
