@@ -272,9 +272,11 @@ def build_model(cfg: AntiFoleyConfig, *, name: str, checkpoint: str | Path | Non
     return model
 
 
-# Shipped tiny checkpoints: `foleybench train --model antifoley.TAG` on synthfoley (48 clips,
-# seed 0; train split fingerprint below), 1800 steps each, the two run side by side on a
-# shared 2-core CPU (load ~10): 19 min 50 s wall each, about 5 min of CPU time each.
+# Shipped tiny checkpoints: `python -m foleybench.train --model antifoley.TAG` on the
+# config's train_data set (240 train-only synthfoley clips, seed 1; train split fingerprint
+# below), 1800 steps each, the two run side by side (one torch thread each) on the shared
+# 2-core CPU at load 10-14: 39 min 20 s (harmonic) and 41 min 37 s (waveform) wall, about
+# 4 min of user CPU time each.
 _TINY_RECORD = ("antifoley.tiny.pt", "cc05d4409cb35f9208a64b5549ed40f8fdf4fc2ee589f041648687d86bdb9a10",
                 "0f513c414bbaae1d4d7723f65f5b28b60e1317260c895c8f244a3862a771716f",
                 "c952e6209b9c6fa6afea35213516462b489990eb7644c4aeabf6d8b44cf40075")
@@ -282,9 +284,9 @@ _RECORDS: dict[str, CheckpointRecord] = {
     "tiny": CheckpointRecord("tiny", *_TINY_RECORD),
     SHUFFLED_TAG: CheckpointRecord(SHUFFLED_TAG, *_TINY_RECORD),  # the control runs tiny's checkpoint
     "waveform_tiny": CheckpointRecord("waveform_tiny", "antifoley.waveform_tiny.pt",
-                                      "8953433bf076ca1993655ec79595c0b35e0445393bc4b10b3e929b400ab87e25",
-                                      "3e9076252dc1bd85517a1f184c5f08164f6ab4407a6b35016692c0c01546f1eb",
-                                      "0c3b4af89bd27350553e3fe74b326af66fa3fc65d2e2048d746a9771afd63bcf"),
+                                      "5dd643d4a75248bf78d78a33b60ea4a7530535dbd3644fe75e7554373b694492",
+                                      "5b04afa845a773f0f922882a539fb1fc380303c45a1608911e964ea11671a3c9",
+                                      "c952e6209b9c6fa6afea35213516462b489990eb7644c4aeabf6d8b44cf40075"),
 }
 register_family(Family(name="antifoley", task="a2v", module=__name__, paper=PAPER, configs=CONFIGS,
                        builder=build_model, load_checkpoint=load_checkpoint, checkpoint_dir=CHECKPOINT_DIR,
