@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -57,6 +57,7 @@ VOCAB = ("<unk>", "a", "ball", "bouncing", "car", "clapping", "door", "driving",
          "hands", "hitting", "knocking", "metronome", "on", "past", "pond", "rain", "stick", "the", "ticking")
 CONTEXTS = ("text", "audio", "text_audio")
 MIN_SNR = 5.0
+EVENT_REACH = 2                  # event-offset codes -2..2 frames; code 2 * EVENT_REACH + 1: no event near
 GENERATION_FIELDS = ("context", "n_windows", "global_only", "sample_steps", "guidance")
 
 
@@ -85,6 +86,11 @@ class TempoTinyConfig:
     cond_dropout: float = 0.1       # stage 1: share of clips trained with the empty context
     l1_weight: float = 0.01         # stage 2: weight of mean |s|
     train_contexts: str = "mixed"   # stage 2: "mixed" (see module docstring) or "audio"
+    event_tokens: bool = True       # stage 1: a per-frame event token after the label text (see docstring)
+    event_dropout: float = 0.3      # stage 1: share of clips trained on the label text without event tokens
+    # its own train-only synthfoley set (foleybench.train.train_data_spec), or None: the
+    # train split of the 48-clip seed-0 set (21 clips)
+    train_data: dict | None = field(default=None, hash=False)
     # generation parameters (not in the recipe hash; recorded in params)
     context: str = "audio"          # CONTEXTS
     n_windows: int = 4              # window tokens kept (w1, w2, w4, w8 in that order)
@@ -211,13 +217,19 @@ class Denoiser(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Label ids -> context tokens [B, L, D] (word + position embeddings, LayerNorm)."""
+    """Label ids -> context tokens [B, L, D] (word + position embeddings, LayerNorm); and
+    the stage-1 event tokens: one embedding per event-offset code (:func:`event_codes`)."""
 
     def __init__(self, cfg: TempoTinyConfig):
         super().__init__()
         self.words = nn.Embedding(len(VOCAB), cfg.ctx_dim)
         self.pos = nn.Parameter(0.02 * torch.randn(cfg.text_len, cfg.ctx_dim))
         self.norm = nn.LayerNorm(cfg.ctx_dim)
+        self.event = nn.Embedding(2 * EVENT_REACH + 2, cfg.ctx_dim)
+
+    def event_tokens(self, codes: torch.Tensor) -> torch.Tensor:
+        """Event-offset codes [B, T] -> one token per frame [B, T, 1, D]."""
+        return self.norm(self.event(codes))[:, :, None]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.norm(self.words(ids) + self.pos[: ids.shape[1]])
@@ -384,6 +396,17 @@ class Clip:
     label: str
     video: torch.Tensor  # [T, 3, S, S] in [-1, 1] at cfg.fps
     audio: torch.Tensor  # [N] mono at cfg.sample_rate, N = T * sample_rate / fps
+    events: tuple[int, ...] = ()  # frames (at cfg.fps) of the manifest's event times
+
+
+def event_codes(events: Sequence[int], frames: Sequence[int]) -> list[int]:
+    """Per frame, the signed offset d = frame - nearest event frame as a code d + EVENT_REACH
+    when |d| <= EVENT_REACH, else 2 EVENT_REACH + 1 (no event near; also with no events)."""
+    out = []
+    for f in frames:
+        d = min((f - e for e in events), key=abs, default=None)
+        out.append(d + EVENT_REACH if d is not None and abs(d) <= EVENT_REACH else 2 * EVENT_REACH + 1)
+    return out
 
 
 def stage2_modes(cfg: TempoTinyConfig) -> list[tuple[float, tuple[str, int, bool]]]:
@@ -413,17 +436,19 @@ class TempoTokensTrainer(Trainer):
             if n_fr < cfg.crop_frames:
                 continue
             video = prepare_frames(v.frames, v.fps, cfg.fps, cfg.size, n_fr)
+            events = tuple(int(round(e * cfg.fps)) for e in (r.events or ()))
             out.append(Clip(r.clip_id, r.label, video,
-                            torch.from_numpy(np.ascontiguousarray(a[: int(round(n_fr * spf))], np.float32))))
+                            torch.from_numpy(np.ascontiguousarray(a[: int(round(n_fr * spf))], np.float32)), events))
         return out
 
     def batch(self, data: Sequence[Clip], cfg: TempoTinyConfig, rng: np.random.Generator) -> dict[str, Any]:
         k, spf = cfg.crop_frames, cfg.sample_rate / cfg.fps
-        vids, auds, labels = [], [], []
+        vids, auds, labels, codes = [], [], [], []
         for _ in range(cfg.batch_size):
             c = data[int(rng.integers(len(data)))]
             f0 = int(rng.integers(c.video.shape[0] - k + 1))
             vids.append(c.video[f0:f0 + k])
+            codes.append(event_codes(c.events, range(f0, f0 + k)))
             a0 = int(round(f0 * spf))
             auds.append(c.audio[a0:a0 + int(round(k * spf))])
             labels.append(c.label)
@@ -434,7 +459,9 @@ class TempoTokensTrainer(Trainer):
         return {"x0": x0, "audio": torch.stack(auds), "labels": labels,
                 "t": torch.randint(0, cfg.diffusion_steps, (len(vids),), generator=g),
                 "noise": torch.randn(x0.shape, generator=g),
-                "drop": torch.rand(len(vids), generator=g) < cfg.cond_dropout, "mode": mode}
+                "drop": torch.rand(len(vids), generator=g) < cfg.cond_dropout, "mode": mode,
+                "events": torch.tensor(codes, dtype=torch.long),
+                "event_drop": torch.rand(len(vids), generator=g) < cfg.event_dropout}
 
     def stage(self, net: TempoTokensNet) -> int:
         return 1 if int(net.trained_steps) < net.cfg.stage1_steps else 2
@@ -453,6 +480,11 @@ class TempoTokensTrainer(Trainer):
             net.text.requires_grad_(True)
             labels = ["" if d else s for s, d in zip(batch["labels"], batch["drop"].tolist())]
             ctx, mask = net.text_context(labels, n)
+            if cfg.event_tokens:  # label text + this frame's event token (masked when dropped)
+                ev = net.text.event_tokens(batch["events"].to(dev))
+                keep = ~(batch["drop"] | batch["event_drop"]).to(dev)
+                ctx = torch.cat([ctx, ev], dim=2)
+                mask = torch.cat([mask, keep[:, None, None].expand(-1, n, 1)], dim=2)
             return noise_loss(net, xt, t, ctx, mask, noise)
         net.denoiser.requires_grad_(False)  # frozen: its grads stay None, Adam skips it
         net.text.requires_grad_(False)

@@ -44,7 +44,14 @@ def test_tiny_tags_differ_only_in_the_front_end():
     assert not any(t.endswith("paper") for t in CONFIGS)  # no published scale to reproduce
 
 
-@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+# Known failure, kept visible (strict: it fails the day it passes): antifoley.waveform_tiny
+# retrained on the 240 clips of seed 1 (issue 11) collapsed to one near-constant frame that
+# does not depend on the audio (silence and clicks give the same uint8 video).
+_COLLAPSED = pytest.mark.xfail(strict=True, reason="waveform_tiny ignores the audio since its issue-11 retraining")
+SEED_CASES = [pytest.param(n, marks=_COLLAPSED) if n == "antifoley.waveform_tiny" else n for n in MODELS_UNDER_TEST]
+
+
+@pytest.mark.parametrize("name", SEED_CASES)
 def test_seed_invariant(name):
     model = _model(name)
     req = _req(_audio(1.3), 1.3)

@@ -1,0 +1,132 @@
+"""The shuffled-audio control of tempotokens / antifoley, and tempotokens' stage-1 event
+tokens (issue 11: the models must follow the audio, shown against their own control)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from foleybench.api import A2VRequest, FoleybenchError
+from foleybench.baselines import antifoley as af
+from foleybench.baselines import tempotokens as tt
+from foleybench.baselines.reference import derangement
+from foleybench.baselines.tempotokens_controls import SHUFFLED_TAG, ShuffledAudio
+from foleybench.baselines.tempotokens_tiny import (
+    EVENT_REACH,
+    Clip,
+    TempoTokensNet,
+    TempoTokensTrainer,
+    event_codes,
+)
+from foleybench.datasets.base import ClipRecord, Manifest
+
+torch.set_num_threads(1)
+NONE = 2 * EVENT_REACH + 1
+
+
+def test_event_codes_closed_form_and_edges():
+    # offsets to the nearest event, -2..2 -> codes 0..4; farther or no event -> 5
+    assert event_codes([5], range(1, 10)) == [NONE, NONE, 0, 1, 2, 3, 4, NONE, NONE]
+    assert event_codes([], range(3)) == [NONE] * 3
+    # two events: each frame takes the nearer one (frame 6 is 2 after 4 and 2 before 8: |d| ties -> code 4 or 0)
+    codes = event_codes([4, 8], range(3, 10))
+    assert codes[:3] == [1, 2, 3] and codes[4:] == [1, 2, 3] and codes[3] in (0, 4)
+    assert event_codes([0], [0, 2, 3]) == [2, 4, NONE]          # an event on the first frame
+
+
+def _stage1_setup():
+    cfg = tt.CONFIGS["debug"]
+    torch.manual_seed(0)
+    net = TempoTokensNet(cfg)
+    torch.nn.init.normal_(net.denoiser.out.weight, std=0.05)    # zero-init output would hide the context
+    rng = np.random.default_rng(0)
+    n = 2 * cfg.crop_frames
+    data = [Clip(f"c{i}", "hands clapping", torch.rand(n, 3, cfg.size, cfg.size) * 2 - 1,
+                 torch.zeros(int(n / cfg.fps * cfg.sample_rate)), (2, 5)) for i in range(3)]
+    batch = TempoTokensTrainer().batch(data, cfg, rng)
+    return cfg, net, batch
+
+
+def test_stage1_context_carries_per_frame_event_tokens():
+    cfg, net, batch = _stage1_setup()
+    tr = TempoTokensTrainer()
+    assert batch["events"].shape == (cfg.batch_size, cfg.crop_frames)
+    keep = {**batch, "drop": torch.zeros(cfg.batch_size, dtype=torch.bool),
+            "event_drop": torch.zeros(cfg.batch_size, dtype=torch.bool)}
+    other = {**keep, "events": torch.full_like(batch["events"], NONE)}
+    with torch.no_grad():
+        a = tr.loss(net, keep, cfg)
+        net.trained_steps.zero_()
+        b = tr.loss(net, other, cfg)
+    assert tr.stage(net) == 1 and not torch.equal(a, b)        # the event codes reach the denoiser
+    # dropped event tokens (masked keys) make the codes irrelevant: the text-only context
+    dropped = {**keep, "event_drop": torch.ones(cfg.batch_size, dtype=torch.bool)}
+    with torch.no_grad():
+        net.trained_steps.zero_()
+        c = tr.loss(net, dropped, cfg)
+        net.trained_steps.zero_()
+        d = tr.loss(net, {**dropped, "events": other["events"]}, cfg)
+    torch.testing.assert_close(c, d, rtol=0, atol=0)
+
+
+def _manifest(tmp_path, n: int = 3) -> Manifest:
+    import soundfile as sf
+
+    recs = []
+    for i in range(n):
+        rng = np.random.default_rng(100 + i)
+        p = tmp_path / f"c{i}.wav"
+        sf.write(p, (0.3 * rng.standard_normal(16000)).astype(np.float32), 16000)
+        recs.append(ClipRecord(f"c{i}", audio=str(p), duration_s=1.0, label="hands clapping"))
+    return Manifest(recs, tmp_path, name="t")
+
+
+@pytest.mark.parametrize("family,cfg", [(tt, tt.CONFIGS["debug"]), (af, af.CONFIGS["debug"])])
+def test_shuffled_audio_feeds_the_deranged_clips_audio(tmp_path, family, cfg):
+    man = _manifest(tmp_path)
+    inner = family.build_model(cfg, name=f"{family.__name__}.debug")
+    ctrl = ShuffledAudio(inner, "x.shuffledaudio_tiny", man, seed=3)
+    import soundfile as sf
+
+    reqs = [A2VRequest(r.clip_id, sf.read(r.audio, dtype="float32")[0][None], 16000, r.label, 0.5, 16.0,
+                       (32, 32), 7) for r in man]
+    outs = ctrl.generate(reqs)
+    assert [o.clip_id for o in outs] == [r.clip_id for r in reqs]
+    perm = derangement(man.ids(), 3)
+    by_id = {r.clip_id: r for r in reqs}
+    for r, o in zip(reqs, outs):
+        src = by_id[perm[r.clip_id]]
+        assert src.clip_id != r.clip_id
+        want = inner.generate([dataclasses.replace(r, audio=src.audio[:, :8000])])[0]
+        np.testing.assert_array_equal(o.frames, want.frames)   # exactly the model on the other clip's audio
+    own = inner.generate(reqs[:1])[0]
+    assert not np.array_equal(own.frames, outs[0].frames)     # and not what its own audio gives
+
+
+def test_shuffled_audio_without_dataset_is_a_clear_error():
+    ctrl = ShuffledAudio(tt.build_model(tt.CONFIGS["debug"], name="tempotokens.debug"), "tempotokens.x", None)
+    req = A2VRequest("c0", np.zeros((1, 800), np.float32), 16000, "", 0.05, 16.0, (32, 32), 0)
+    with pytest.raises(FoleybenchError, match="needs the dataset"):
+        ctrl.generate([req])
+
+
+def test_shuffled_tags_share_tiny_checkpoint_and_recipe():
+    for fam in (tt, af):
+        rec, tiny = fam._RECORDS[SHUFFLED_TAG], fam._RECORDS["tiny"]
+        assert (rec.file, rec.sha256, rec.recipe_hash) == (tiny.file, tiny.sha256, tiny.recipe_hash)
+        assert fam.CONFIGS[SHUFFLED_TAG] == fam.CONFIGS["tiny"]
+
+
+def test_paired_difference_over_shared_clips():
+    from foleybench.baselines.tempotokens_controls import paired_difference
+
+    a = {"x": 0.75, "y": 0.5, "z": 0.25, "only_a": 9.0}          # binary-exact values: differences 0.5, 0.25, 0
+    b = {"x": 0.25, "y": 0.25, "z": 0.25}
+    r = paired_difference(a, b, n_boot=2000)
+    assert r["n"] == 3 and r["mean"] == 0.25
+    assert 0.0 <= r["ci"][0] < 0.25 < r["ci"][1] <= 0.5          # resampled means lie in [0, 0.5]
+    assert paired_difference(b, b)["ci"] == [0.0, 0.0]
+    with pytest.raises(FoleybenchError, match="share no scored clip"):
+        paired_difference({"p": 1.0}, {"q": 1.0})
