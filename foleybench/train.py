@@ -247,6 +247,21 @@ def record_line(info: dict[str, Any]) -> str:
             f'"{info["recipe_hash"]}", "{info["data_fingerprint"]}")')
 
 
+def _one_per_file(names: list[str]) -> list[str]:
+    """``names`` with one name per checkpoint file: generation-only tags share their model's
+    file (tempotokens.text_only_tiny, foleygen_c.causal_tiny ...), which is trained once,
+    under the tag the file is named after (``FAMILY.TAG.pt``) when it is among them."""
+    by_file: dict[Path, list[str]] = {}
+    for n in names:
+        fam, tag = fams.split_name(n)
+        by_file.setdefault(fam.checkpoint_path(tag), []).append(n)
+    out = []
+    for path, group in by_file.items():
+        own = [n for n in group if f"{n}.pt" == path.name]
+        out.append(own[0] if own else group[0])
+    return out
+
+
 def retrain(data_dir: str | Path | None = None, force: bool = False, names: list[str] | None = None,
             progress: bool = True) -> list[str]:
     """Train ``names`` (default: every family's shipped tiny checkpoints) that are stale,
@@ -255,7 +270,7 @@ def retrain(data_dir: str | Path | None = None, force: bool = False, names: list
     Only ``make train`` (``python -m foleybench.train``) calls this: ``make bench`` never
     retrains. Training is not bit-reproducible across CPUs, so after retraining the
     records and the goldens must be updated and committed together (docs/PROTOCOL.md)."""
-    names = list(names) if names else [f"{f.name}.{t}" for f in fams.families() for t in f.shipped()]
+    names = _one_per_file(list(names) if names else [f"{f.name}.{t}" for f in fams.families() for t in f.shipped()])
     todo = names if force else [n for n in names if stale_reason(n, data_for(n, data_dir))]
     for name in todo:
         fam, tag = fams.split_name(name)

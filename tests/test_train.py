@@ -195,3 +195,15 @@ def test_train_data_set_is_train_only_and_disjoint_from_the_benchmark_clips(tmp_
     # clip i of a seed depends on (seed, i) only: the same seed reproduces the benchmark clips
     same = SynthFoley(tmp_path / "same", n_clips=6, seed=T.BENCH_SEED).manifest().records
     assert [r.content_sha256 for r in same] == [r.content_sha256 for r in bench]
+
+
+def test_retrain_trains_each_shared_checkpoint_file_once():
+    names = [f"{f.name}.{t}" for f in family.families() for t in f.shipped()]
+    once = T._one_per_file(names)
+    paths = [family.split_name(n)[0].checkpoint_path(family.split_name(n)[1]) for n in once]
+    assert len(paths) == len(set(paths)) == len({family.split_name(n)[0].checkpoint_path(family.split_name(n)[1])
+                                                 for n in names})
+    for n, p in zip(once, paths):  # a file named after a tag is trained under that tag
+        if any(f"{m}.pt" == p.name for m in names):
+            assert f"{n}.pt" == p.name
+    assert "tempotokens.tiny" in once and "tempotokens.text_only_tiny" not in once
