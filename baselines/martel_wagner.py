@@ -139,6 +139,10 @@ class MWModel(VideoToAudio):
         from foleybench.weights import load_strict, seeded_init, sha256_file
 
         self.cfg, self.name, self.device, self.cached = cfg, name, device, cached
+        # The autoregressive two generate sample by sample: a step costs about the same for
+        # 4 clips as for 32, so the runner batches 32 (outputs are per-clip seeded and
+        # independent of batch neighbours: tests/test_model_conformance.py). Deep fusion is one pass.
+        self.generation_batch = 32 if cfg.family in ("wavenet_video", "av_transformer") else None
         self.net = build_net(cfg)
         self.meta: dict[str, Any] = {"weights": "random-init", "checkpoint": None}
         if checkpoint is not None:

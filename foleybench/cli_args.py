@@ -141,7 +141,8 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
         p.add_argument("--limit", type=nonneg_int, help="only the first N clips of the manifest")
         p.add_argument("--device", default="auto")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--batch-size", type=positive_int, default=4)
+        p.add_argument("--batch-size", type=positive_int, default=None,
+                       help="clips per generation batch (default: the model's own, else 4)")
         _shard_opt(p)
         p.set_defaults(fn=fn)
 

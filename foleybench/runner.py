@@ -84,8 +84,13 @@ def _request(rec: ClipRecord, task: str, model: Any, seed: int) -> Any:
 
 
 def generate(task: str, model_name: str, manifest: Manifest, out_dir: str | Path, *, limit: int | None = None,
-             seed: int = 0, device: str = "cpu", batch_size: int = 4, progress: bool = False) -> dict[str, Any]:
-    """Generate media for every clip of ``manifest``; returns the generation index."""
+             seed: int = 0, device: str = "cpu", batch_size: int | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Generate media for every clip of ``manifest``; returns the generation index.
+
+    ``batch_size`` None: the model's own ``generation_batch`` when it has one (models
+    that generate sample by sample pay per step, not per clip: one batch of 27 clips
+    costs about what one of 4 does), else 4."""
     from foleybench import distributed
     from foleybench.device import resolve_device
     from foleybench.outputs import check_out_dir
@@ -95,6 +100,8 @@ def generate(task: str, model_name: str, manifest: Manifest, out_dir: str | Path
     device = resolve_device(device)
     manifest = verify_hashes(manifest.limit(limit))
     model = build_model(model_name, task, manifest, seed, device)
+    if batch_size is None:
+        batch_size = int(getattr(model, "generation_batch", None) or 4)
     records = manifest.records
     ext = PRED_EXT[task][0]
     failures: dict[str, str] = dict(manifest.problems)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from foleybench import family
 from foleybench.api import V2ARequest, VideoToAudio
 from foleybench.baselines import martel_wagner as mw
 from foleybench.baselines.mulaw import mulaw_decode, mulaw_encode, quantize
@@ -292,3 +293,23 @@ def test_strided_trains_through_the_loss_path():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.1
+
+
+def test_runner_batches_by_the_models_own_generation_batch(tmp_path, monkeypatch):
+    """Sample-by-sample families ask for 32-clip generation batches; an explicit batch size wins."""
+    from foleybench import runner
+    from foleybench.datasets.synthfoley import SynthConfig, SynthFoley
+
+    man = SynthFoley(tmp_path / "d", n_clips=6, seed=0, cfg=SynthConfig(duration_s=0.5)).manifest()
+    seen: list[int] = []
+    real = runner._generate_batch
+    monkeypatch.setattr(runner, "_generate_batch", lambda m, reqs, *a: (seen.append(len(reqs)), real(m, reqs, *a))[1])
+    assert family.build_model("wavenet_video.debug", "v2a").generation_batch == 32
+    runner.generate("v2a", "wavenet_video.debug", man, tmp_path / "a")
+    assert seen == [6]
+    seen.clear()
+    runner.generate("v2a", "wavenet_video.debug", man, tmp_path / "b", batch_size=4)
+    assert seen == [4, 2]
+    seen.clear()
+    runner.generate("v2a", "deepfusion.debug", man, tmp_path / "c")
+    assert seen == [4, 2]
