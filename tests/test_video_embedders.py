@@ -234,3 +234,21 @@ def test_ib_score_metric(clips_dir):
     assert v.n == 4 and -100 <= v.value <= 100 and "x 100" in v.extras["scale"]
     assert len(v.extras["per_clip"]) == 4 and v.ci is not None
     assert m.embedder.is_proxy and m.provenance()["proxy_config"] == "small"
+
+
+def test_clip_embeds_identical_frames_once(clip_proxy, monkeypatch):
+    """A still (the static baseline's 8 equal frames) goes through the image tower once per
+    distinct frame; every frame still gets its embedding, equal to the one-by-one result."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 3, 224, 224)).astype(np.float32)
+    still = np.repeat(a[:1], 4, axis=0)
+    seen = []
+    enc = clip_proxy.net.encode_image
+    monkeypatch.setattr(clip_proxy.net, "encode_image", lambda x: (seen.append(len(x)), enc(x))[1])
+    got = clip_proxy.embed_inputs([a, still])
+    assert sum(seen) == 3  # a's three frames; the still's frame is a's first
+    assert got[0].shape == (3, 512) and got[1].shape == (4, 512)
+    each = clip_proxy.embed_inputs([a[i:i + 1] for i in range(3)])
+    for i in range(3):
+        assert np.allclose(got[0][i], each[i][0], atol=1e-5)
+    assert np.array_equal(got[1], np.repeat(got[0][:1], 4, axis=0))

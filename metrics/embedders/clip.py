@@ -13,6 +13,7 @@ embeddings (one row per frame); ``embed_text`` -> ``[N, 512]`` L2-normalised.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -76,7 +77,19 @@ class CLIPEmbedder(VideoEmbedder):
         """Per clip ``[F, 512]`` L2-normalised image embeddings (one per sampled frame)."""
         sizes = [len(x) for x in inputs]
         flat = np.concatenate([np.asarray(x) for x in inputs])
-        y = self._run(lambda x: torch.nn.functional.normalize(self.net.encode_image(x[0]).float(), dim=-1), [flat])
+        # Identical frames (a still held, the static baseline: 8 equal frames per clip) go
+        # through the network once and their embedding is repeated.
+        slot: dict[bytes, int] = {}
+        where, keep = [], []
+        for i, f in enumerate(flat):
+            j = slot.setdefault(hashlib.sha256(f.tobytes()).digest(), len(slot))
+            where.append(j)
+            if j == len(keep):
+                keep.append(i)
+        unique = flat if len(keep) == len(flat) else flat[keep]
+        y = self._run(lambda x: torch.nn.functional.normalize(self.net.encode_image(x[0]).float(), dim=-1), [unique])
+        if len(keep) < len(flat):
+            y = y[torch.tensor(where)]
         return [a.numpy() for a in torch.split(y, sizes)]
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
