@@ -148,7 +148,8 @@ class Cache:
     k_buf: list[torch.Tensor] = field(default_factory=list)
     v_buf: list[torch.Tensor] = field(default_factory=list)
     n_prefix: int = 0                       # visual tokens before the audio in k_buf (P)
-    step_masks: torch.Tensor | None = None  # [B, S_max, keys]: self-attention (P) or cross (C) rows
+    step_masks: torch.Tensor | None = None  # [B, S_max, keys]: self-attention (P) or cross (C) rows, as
+    #                                         additive float (0 / -inf: what SDPA makes of a bool mask)
     pos_emb: torch.Tensor | None = None     # [S_max, d]
     fused: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
     heads: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -245,6 +246,8 @@ class FoleyGenLM(nn.Module):
         else:
             c.step_masks = vmask
             c.mem_kv = [(b.cross.split(b.cross.k(vt)), b.cross.split(b.cross.v(vt))) for b in self.blocks]
+        # the bool masks as SDPA's additive form, once (a bool mask is converted on every call)
+        c.step_masks = torch.zeros(c.step_masks.shape, dtype=vis.dtype, device=dev).masked_fill_(~c.step_masks, float("-inf"))
         L = c.n_prefix + max_steps
         for i, blk in enumerate(self.blocks):
             kb = vis.new_zeros(B, h, L, d // h)
@@ -254,46 +257,61 @@ class FoleyGenLM(nn.Module):
             c.k_buf.append(kb)
             c.v_buf.append(vb)
             a, cr = blk.att, blk.cross
-            c.fused.append((blk.n1.weight, blk.n1.bias, torch.cat([a.q.weight, a.k.weight, a.v.weight]),
-                            torch.cat([a.q.bias, a.k.bias, a.v.bias]), a.o.weight, a.o.bias,
-                            blk.n3.weight, blk.n3.bias, blk.ff[0].weight, blk.ff[0].bias, blk.ff[2].weight,
+            c.fused.append((blk.n1.weight, blk.n1.bias, torch.cat([a.q.weight, a.k.weight, a.v.weight]).t(),
+                            torch.cat([a.q.bias, a.k.bias, a.v.bias]), a.o.weight.t(), a.o.bias,
+                            blk.n3.weight, blk.n3.bias, blk.ff[0].weight.t(), blk.ff[0].bias, blk.ff[2].weight.t(),
                             blk.ff[2].bias,
-                            *((blk.n2.weight, blk.n2.bias, cr.q.weight, cr.q.bias, cr.o.weight, cr.o.bias)
+                            *((blk.n2.weight, blk.n2.bias, cr.q.weight.t(), cr.q.bias, cr.o.weight.t(), cr.o.bias)
                               if cr is not None and blk.n2 is not None else ())))
         c.kv = []
-        c.heads = (torch.cat([hd.weight for hd in self.heads]), torch.cat([hd.bias for hd in self.heads]))
+        c.heads = (torch.cat([hd.weight for hd in self.heads]).t(), torch.cat([hd.bias for hd in self.heads]))
         c.emb = (torch.cat([e.weight for e in self.emb]),
-                 torch.arange(cfg.n_q, device=dev)[None, :, None] * (cfg.card + 1))
+                 torch.arange(cfg.n_q, device=dev)[None] * (cfg.card + 1))
         return c
 
     @torch.inference_mode()
     def step(self, col: torch.Tensor, cache: Cache) -> torch.Tensor:
         """Logits ``[B, K, 1, card]`` of the next column given input column ``[B, K, 1]``
         (position ``cache.pos``); the same values as :meth:`forward` on the whole prefix."""
+        return self.step_logits(col[:, :, 0], cache)[:, :, None]
+
+    @torch.inference_mode()
+    def step_logits(self, col: torch.Tensor, cache: Cache) -> torch.Tensor:
+        """:meth:`step` on a column ``[B, K]`` of tokens, giving ``[B, K, card]``.
+
+        Written for a one-column step's cost, which is the number of tensor operations
+        (each on a few hundred numbers), not arithmetic: the residual stream stays ``[B, d]``
+        so every projection is one ``addmm`` on the pre-transposed fused weights, the new
+        key and value are written into the buffers straight from the fused projection, the
+        attention reads the buffers through one ``narrow`` each, and a head's output
+        ``[B, h, 1, d/h]`` is already the ``[B, d]`` row the output projection takes.
+        """
         cfg, c = self.cfg, cache
         B, pos = col.shape[0], c.pos
         assert c.emb is not None and c.heads is not None and c.step_masks is not None and c.pos_emb is not None
         d, h = cfg.d_model, cfg.n_heads
-        x = F.embedding(col + c.emb[1], c.emb[0]).sum(1) + c.pos_emb[pos]  # [B, 1, d]
+        x = F.embedding(col + c.emb[1], c.emb[0]).sum(1) + c.pos_emb[pos]  # [B, d]
         n_keys = c.n_prefix + pos + 1
         mask = c.step_masks[:, pos:pos + 1]  # [B, 1, F (+ S_max)]
-        self_mask = mask[:, None, :, :n_keys] if cfg.variant == "p" else None  # C: every earlier column
+        self_mask = mask.narrow(2, 0, n_keys)[:, None] if cfg.variant == "p" else None  # C: all earlier columns
+        cross_mask = mask[:, None] if cfg.variant == "c" else None
         eps = self.norm.eps
         for i, w in enumerate(c.fused):
             hn = F.layer_norm(x, (d,), w[0], w[1], eps)
-            q, k, v = F.linear(hn, w[2], w[3]).view(B, 1, 3, h, d // h).permute(2, 0, 3, 1, 4)
-            c.k_buf[i][:, :, n_keys - 1:n_keys] = k
-            c.v_buf[i][:, :, n_keys - 1:n_keys] = v
-            y = F.scaled_dot_product_attention(q, c.k_buf[i][:, :, :n_keys], c.v_buf[i][:, :, :n_keys],
+            qkv = torch.addmm(w[3], hn, w[2]).view(B, 3, h, 1, d // h)
+            kb, vb = c.k_buf[i], c.v_buf[i]
+            kb.select(2, n_keys - 1).copy_(qkv[:, 1, :, 0])
+            vb.select(2, n_keys - 1).copy_(qkv[:, 2, :, 0])
+            y = F.scaled_dot_product_attention(qkv[:, 0], kb.narrow(2, 0, n_keys), vb.narrow(2, 0, n_keys),
                                                attn_mask=self_mask)
-            x = x + F.linear(y.transpose(1, 2).reshape(B, 1, d), w[4], w[5])
+            x = x + torch.addmm(w[5], y.view(B, d), w[4])
             if len(w) > 12:  # C: cross-attention to the visual memory
                 hn = F.layer_norm(x, (d,), w[12], w[13], eps)
-                q = F.linear(hn, w[14], w[15]).view(B, 1, h, d // h).transpose(1, 2)
-                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=mask[:, None])
-                x = x + F.linear(y.transpose(1, 2).reshape(B, 1, d), w[16], w[17])
+                q = torch.addmm(w[15], hn, w[14]).view(B, h, 1, d // h)
+                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=cross_mask)
+                x = x + torch.addmm(w[17], y.view(B, d), w[16])
             hn = F.layer_norm(x, (d,), w[6], w[7], eps)
-            x = x + F.linear(F.gelu(F.linear(hn, w[8], w[9])), w[10], w[11])
+            x = x + torch.addmm(w[11], F.gelu(torch.addmm(w[9], hn, w[8])), w[10])
         c.pos += 1
         hn = F.layer_norm(x, (d,), self.norm.weight, self.norm.bias, self.norm.eps)
-        return F.linear(hn, *c.heads).view(B, 1, cfg.n_q, cfg.card).transpose(1, 2)
+        return torch.addmm(c.heads[1], hn, c.heads[0]).view(B, cfg.n_q, cfg.card)

@@ -47,8 +47,43 @@ def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator], tempera
                   top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
     """``[B, K, V]`` logits -> int64 ``[B, K]`` tokens in [0, V): argmax when temperature <= 0,
     else the Gumbel-max draw from softmax(filter(logits / temperature)) with clip b's noise
-    from ``gens[b]`` (one [K, V] draw per step, whatever the settings, so streams stay aligned)."""
+    from ``gens[b]`` (one [K, V] draw per step, whatever the settings, so streams stay aligned).
+
+    The draw is float64 throughout. With top-k alone (top_p 0, the default) the top-k cut is
+    found on the float32 logits, from whichever end of the order is shorter (top 250 of
+    256 is the 7 smallest): float32 -> float64 and the division by a positive temperature
+    keep distinct values distinct and in order, so the cells cut are exactly those
+    :func:`filter_logits` cuts in float64 (ties at the cut kept alike), and the Gumbel noise
+    is transformed in place. The tokens are :func:`sample_tokens_reference`'s (a test
+    checks them against it), at a fraction of its cost.
+    """
     B, K, V = logits.shape
+    noise = torch.empty(B, K, V, dtype=torch.float64)
+    for b, g in enumerate(gens):
+        noise[b].uniform_(generator=g)  # what torch.rand(K, V, generator=g) draws
+    noise = noise.to(logits.device)
+    if temperature <= 0:
+        return logits.argmax(-1)
+    if (top_p <= 0.0 or top_p >= 1.0) and logits.dtype == torch.float32:
+        z = logits.double()
+        if temperature != 1.0:
+            z = z / temperature
+        z = z.add_(noise.clamp_(1e-12, 1 - 1e-12).log_().neg_().log_().neg_())
+        if 0 < top_k < V:  # the k-th largest, from the shorter end of the order
+            kth = (torch.topk(logits, top_k, dim=-1).values[..., -1:] if 2 * top_k <= V else
+                   torch.topk(logits, V - top_k + 1, dim=-1, largest=False).values[..., -1:])
+            z.masked_fill_(logits < kth, float("-inf"))
+        return z.argmax(-1)
+    z = filter_logits(logits.double() / temperature, top_k, top_p)
+    gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-12)))
+    return (z + gumbel).argmax(-1)
+
+
+def sample_tokens_reference(logits: torch.Tensor, gens: Sequence[torch.Generator], temperature: float = 1.0,
+                            top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
+    """:func:`sample_tokens` written plainly (filter in float64, then Gumbel-max): the
+    definition the fast path is tested against."""
+    K, V = logits.shape[1:]
     noise = torch.stack([torch.rand(K, V, generator=g, dtype=torch.float64) for g in gens]).to(logits.device)
     if temperature <= 0:
         return logits.argmax(-1)
@@ -90,19 +125,22 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
     guided = cfg_coef != 1.0
     v_in = torch.cat([vis, torch.zeros_like(vis)]) if guided else vis  # cond rows, then null rows
     nf_in = torch.cat([n_frames, n_frames]) if guided else n_frames
-    seq = torch.full((B, cfg.n_q, S), cfg.card, dtype=torch.long, device=vis.device)
-    inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)  # col 0: start
+    # one buffer: column 0 the start column, column s + 1 the tokens sampled at step s (the
+    # input of step s + 1); the guided rows (cond, then null) share it through the cache's
+    # doubled batch, so only the conditional half is kept
+    inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
+    special = inp.new_full((), cfg.card)
     cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     for s in range(S):
         if cache is not None:
-            col = inp[:, :, s:s + 1]
-            logits = lm.step(torch.cat([col, col]) if guided else col, cache)[:, :, -1]
+            col = inp[:, :, s]
+            logits = lm.step_logits(col.repeat(2, 1) if guided else col, cache)
         else:
             x = inp[:, :, :s + 1]
             logits = lm(torch.cat([x, x]) if guided else x, v_in, nf_in, mechanism)[:, :, -1]
         if guided:
             logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
         tok = sample_tokens(logits.float(), gens, temperature, top_k, top_p)  # [B, K]
-        seq[:, :, s] = torch.where(valid[:, :, s], tok, seq[:, :, s])
-        inp[:, :, s + 1] = seq[:, :, s]
+        inp[:, :, s + 1] = torch.where(valid[:, :, s], tok, special)
+    seq = inp[:, :, 1:]
     return pat.revert(seq)

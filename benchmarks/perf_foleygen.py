@@ -7,7 +7,8 @@ timed with ``time.perf_counter`` after a warm-up, best of ``repeats``. Figures:
 
 - ``foleygen.<v>.cached_tokens_per_s`` / ``recompute_tokens_per_s``: codec tokens
   (columns x codebooks) per second, and their ratio ``cache_speedup``; the same with
-  ``_10s`` for a 10 s clip (500 steps);
+  ``_10s`` for a 10 s clip (500 steps), and with ``_b32`` for the 3 s clip generated as the
+  harness generates it, 32 clips per batch (``FoleyGenModel.generation_batch``);
 - ``foleygen.<v>.audio_s_per_s``: seconds of audio per second of the whole generator
   (visual encoder, cached LM, codec decode, resampling to 16 kHz) on the same clip;
   the shipped small codec, a seeded random LM of the tiny size.
@@ -28,16 +29,16 @@ SECONDS = 3.0
 LONG_SECONDS = 10.0  # recomputation is quadratic in length: the cache's gain grows with it
 
 
-def _lm_time(lm: torch.nn.Module, n_steps: int, use_cache: bool, repeats: int) -> float:
+def _lm_time(lm: torch.nn.Module, n_steps: int, use_cache: bool, repeats: int, batch: int = 1) -> float:
     from foleybench.baselines.foleygen_sample import generate_codes
 
-    vis = torch.randn(1, 48, lm.cfg.vis_dim, generator=torch.Generator().manual_seed(0))
-    nf = torch.tensor([48])
+    vis = torch.randn(batch, 48, lm.cfg.vis_dim, generator=torch.Generator().manual_seed(0))
+    nf = torch.full((batch,), 48)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        generate_codes(lm, vis, nf, n_steps, [torch.Generator().manual_seed(0)], cfg_coef=3.0, top_k=250,
-                       use_cache=use_cache)
+        generate_codes(lm, vis, nf, n_steps, [torch.Generator().manual_seed(i) for i in range(batch)], cfg_coef=3.0,
+                       top_k=250, use_cache=use_cache)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -57,11 +58,11 @@ def run(threads: int = 1, repeats: int = 3) -> dict[str, float]:
             cfg = get_config(v, "tiny")
             lm = seeded_init(FoleyGenNet(cfg), 0).lm.eval()
             _lm_time(lm, 10, True, 1)  # warm-up
-            for sec, tag in ((SECONDS, ""), (LONG_SECONDS, "_10s")):
+            for sec, tag, batch in ((SECONDS, "", 1), (LONG_SECONDS, "_10s", 1), (SECONDS, "_b32", 32)):
                 n_steps = int(sec * lm.cfg.frame_rate)
-                n_tok = n_steps * lm.cfg.n_q
-                cached = _lm_time(lm, n_steps, True, repeats)
-                naive = _lm_time(lm, n_steps, False, 1)
+                n_tok = n_steps * lm.cfg.n_q * batch
+                cached = _lm_time(lm, n_steps, True, repeats, batch)
+                naive = _lm_time(lm, n_steps, False, 2 if batch == 1 and sec == SECONDS else 1, batch)
                 out[f"foleygen.{v}.cached_tokens_per_s{tag}"] = n_tok / cached
                 out[f"foleygen.{v}.recompute_tokens_per_s{tag}"] = n_tok / naive
                 out[f"foleygen.{v}.cache_speedup{tag}"] = naive / cached

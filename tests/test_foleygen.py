@@ -11,7 +11,13 @@ import torch
 
 from foleybench.baselines.codebook_pattern import DelayPattern
 from foleybench.baselines.foleygen_lm import MECHANISMS, FoleyGenLM, LMConfig, frame_self_mask, visual_mask
-from foleybench.baselines.foleygen_sample import cfg_logits, filter_logits, generate_codes, sample_tokens
+from foleybench.baselines.foleygen_sample import (
+    cfg_logits,
+    filter_logits,
+    generate_codes,
+    sample_tokens,
+    sample_tokens_reference,
+)
 
 torch.set_num_threads(1)
 CARD, K = 16, 3
@@ -150,6 +156,24 @@ def test_top_k_one_is_argmax_and_top_p_keeps_the_smallest_set():
     assert kept.tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_logits(p, top_p=0.4)).tolist() == [[True, False, False, False]]
     assert torch.isfinite(filter_logits(p, top_k=3)).sum() == 3
+
+
+def test_the_fast_sampler_draws_the_reference_samplers_tokens():
+    """sample_tokens (top-k cut on float32 from the shorter end, Gumbel noise in place) gives
+    exactly the plain float64 filter-then-Gumbel-max tokens: any k (both ends of the order,
+    k = 1, k = V - 1, off), temperatures, rounded logits full of ties at the cut, top-p too."""
+    V = 64
+    for trial in range(40):
+        g = torch.Generator().manual_seed(100 + trial)
+        logits = torch.randn(3, K, V, generator=g) * (0.2 + trial % 4)
+        if trial % 3 == 0:
+            logits = logits.round()  # many equal values, ties across the top-k cut
+        temp = (1.0, 0.7, 2.5)[trial % 3]
+        for top_k, top_p in [(1, 0.0), (5, 0.0), (32, 0.0), (33, 0.0), (60, 0.0), (V - 1, 0.0), (0, 0.0),
+                             (0, 0.8), (10, 0.5)]:
+            fast = sample_tokens(logits, _gens(3, trial), temp, top_k, top_p)
+            ref = sample_tokens_reference(logits, _gens(3, trial), temp, top_k, top_p)
+            assert torch.equal(fast, ref), (trial, top_k, top_p)
 
 
 @pytest.mark.parametrize("variant", ["c", "p"])
