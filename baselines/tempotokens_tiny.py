@@ -24,7 +24,9 @@ Training (:class:`TempoTokensTrainer`, one run of ``foleybench train``): the fir
 crops, the label text as context, dropped (empty context = the CFG null) for 10% of the
 clips. After that the denoiser and text encoder are frozen (no gradient: ``grad`` stays
 None) and only the audio encoder and mapper train, on the noise MSE + ``l1_weight`` x
-mean |s|. The stage is read from a step counter stored in the network, so a resumed run
+mean |s| (+ ``event_align_weight`` x mean (s_f - e_f)^2, e_f the frozen stage-1 event token of
+frame f's true offset code); with ``motion_weight`` > 0 the noise MSE of both stages weighs
+moving pixels more (:func:`motion_weights`). The stage is read from a step counter stored in the network, so a resumed run
 continues in the right stage. Stage 2 draws the context per batch (``train_contexts=
 "mixed"``): the full audio context, 1-3 window tokens, the global token alone, or the
 label text followed by the full audio context, so one checkpoint serves every
@@ -88,6 +90,8 @@ class TempoTinyConfig:
     train_contexts: str = "mixed"   # stage 2: "mixed" (see module docstring) or "audio"
     event_tokens: bool = True       # stage 1: a per-frame event token after the label text (see docstring)
     event_dropout: float = 0.3      # stage 1: share of clips trained on the label text without event tokens
+    motion_weight: float = 0.0      # stage 1 and 2: pixel weight 1 + this x motion / clip's mean motion (see loss)
+    event_align_weight: float = 0.0  # stage 2: weight of mean (s_f - stage-1 event token of frame f)^2
     # its own train-only synthfoley set (foleybench.train.train_data_spec), or None: the
     # train split of the 48-clip seed-0 set (21 clips)
     train_data: dict | None = field(default=None, hash=False)
@@ -346,14 +350,28 @@ def predict_eps(net: TempoTokensNet, xt: torch.Tensor, t: torch.Tensor, ctx: tor
     return (xt - a.sqrt() * net.denoiser(xt, t, ctx, mask)) / (1 - a).sqrt()
 
 
+def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-pixel loss weights [B, T, 1, S, S] of clean clips x0 [B, T, 3, S, S]:
+    ``1 + strength x m / mean(m)``, m the pixel's mean absolute change (over channels)
+    to its previous and next frame (one side at the clip's ends), mean(m) over the clip.
+    Moving pixels, the ones whose place says *when* an event happens, weigh more."""
+    d = (x0[:, 1:] - x0[:, :-1]).abs().mean(2, keepdim=True)                 # [B, T-1, 1, S, S]
+    if d.shape[1] == 0:
+        return torch.ones_like(x0[:, :, :1])
+    m = torch.cat([d[:, :1], 0.5 * (d[:, 1:] + d[:, :-1]), d[:, -1:]], dim=1)  # [B, T, 1, S, S]
+    return 1 + strength * m / (m.flatten(1).mean(1)[:, None, None, None, None] + 1e-3)
+
+
 def noise_loss(net: TempoTokensNet, xt: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor,
-               noise: torch.Tensor) -> torch.Tensor:
+               noise: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The noise MSE with Min-SNR-5 weights (Hang et al. 2023): per clip,
     ``min(SNR, 5) / SNR x mean (eps_hat - eps)^2``, SNR = abar / (1 - abar); the weight
-    keeps the nearly clean steps (SNR up to 1e4) from swamping the others."""
+    keeps the nearly clean steps (SNR up to 1e4) from swamping the others. ``weight``
+    (broadcast to the clip, e.g. :func:`motion_weights`) multiplies each squared error."""
     a = alphas_cumprod(net.cfg.diffusion_steps).to(xt.device)[t].float()
     snr = a / (1 - a)
-    per_clip = (predict_eps(net, xt, t, ctx, mask) - noise).pow(2).flatten(1).mean(1)
+    err = (predict_eps(net, xt, t, ctx, mask) - noise).pow(2)
+    per_clip = (err if weight is None else err * weight).flatten(1).mean(1)
     return (snr.clamp(max=MIN_SNR) / snr * per_clip).mean()
 
 
@@ -475,6 +493,7 @@ class TempoTokensTrainer(Trainer):
         abar = alphas_cumprod(cfg.diffusion_steps).to(dev)[t].float()[:, None, None, None, None]
         xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         n = x0.shape[1]
+        weight = motion_weights(x0, cfg.motion_weight) if cfg.motion_weight else None
         if stage == 1:
             net.denoiser.requires_grad_(True)
             net.text.requires_grad_(True)
@@ -485,12 +504,19 @@ class TempoTokensTrainer(Trainer):
                 keep = ~(batch["drop"] | batch["event_drop"]).to(dev)
                 ctx = torch.cat([ctx, ev], dim=2)
                 mask = torch.cat([mask, keep[:, None, None].expand(-1, n, 1)], dim=2)
-            return noise_loss(net, xt, t, ctx, mask, noise)
+            return noise_loss(net, xt, t, ctx, mask, noise, weight)
         net.denoiser.requires_grad_(False)  # frozen: its grads stay None, Adam skips it
         net.text.requires_grad_(False)
         mode, n_windows, global_only = batch["mode"]
         ctx, mask, s = net.context(mode, batch["labels"], batch["audio"].to(dev), n, cfg.fps, n_windows, global_only)
-        return noise_loss(net, xt, t, ctx, mask, noise) + cfg.l1_weight * s.abs().mean()
+        loss = noise_loss(net, xt, t, ctx, mask, noise, weight) + cfg.l1_weight * s.abs().mean()
+        if cfg.event_align_weight:  # pull s_f to the stage-1 token of frame f's event offset (frozen target)
+            with torch.no_grad():
+                target = net.text.event_tokens(batch["events"].to(dev))[:, :, 0]
+            loss = loss + cfg.event_align_weight * (s - target).pow(2).mean()
+        return loss
 
     def loss_label(self, cfg: TempoTinyConfig) -> str:
-        return f"noise MSE, min-SNR-5 (+ {cfg.l1_weight} mean|s| from step {cfg.stage1_steps})"
+        extra = f" + {cfg.event_align_weight} event-token MSE" if cfg.event_align_weight else ""
+        mw = f", motion-weighted x{cfg.motion_weight}" if cfg.motion_weight else ""
+        return f"noise MSE{mw}, min-SNR-5 (+ {cfg.l1_weight} mean|s|{extra} from step {cfg.stage1_steps})"

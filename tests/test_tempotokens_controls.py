@@ -19,6 +19,7 @@ from foleybench.baselines.tempotokens_tiny import (
     TempoTokensNet,
     TempoTokensTrainer,
     event_codes,
+    motion_weights,
 )
 from foleybench.datasets.base import ClipRecord, Manifest
 
@@ -69,6 +70,52 @@ def test_stage1_context_carries_per_frame_event_tokens():
         net.trained_steps.zero_()
         d = tr.loss(net, {**dropped, "events": other["events"]}, cfg)
     torch.testing.assert_close(c, d, rtol=0, atol=0)
+
+
+def test_motion_weights_closed_form():
+    # a still clip weighs 1 everywhere; strength 0 too
+    x = torch.zeros(2, 5, 3, 4, 4)
+    torch.testing.assert_close(motion_weights(x, 2.0), torch.ones(2, 5, 1, 4, 4), rtol=0, atol=0)
+    # one pixel switches on at frame 2 (change 1 between frames 1 and 2, in all channels)
+    x[0, 2:, :, 1, 3] = 1.0
+    w = motion_weights(x, 2.0)
+    m = torch.zeros(5)
+    m[1], m[2] = 0.5, 0.5                                   # mean of the changes to the previous / next frame
+    mean = m.sum() / (5 * 16)
+    expect = torch.ones(5)
+    expect[1:3] = 1 + 2.0 * 0.5 / (mean + 1e-3)
+    torch.testing.assert_close(w[0, :, 0, 1, 3], expect)
+    assert torch.all(w[0, :, 0, 0, 0] == 1) and torch.all(w[1] == 1)  # other pixels and the still clip
+    assert w.shape == (2, 5, 1, 4, 4) and motion_weights(x[:, :1], 2.0).shape == (2, 1, 1, 4, 4)
+    torch.testing.assert_close(motion_weights(x, 0.0), torch.ones(2, 5, 1, 4, 4), rtol=0, atol=0)
+
+
+def test_stage2_event_alignment_trains_only_the_audio_side_toward_the_event_tokens():
+    cfg, net, batch = _stage1_setup()
+    cfg = dataclasses.replace(cfg, event_align_weight=0.5, motion_weight=1.0)
+    net.eval()  # the global token's dropout off: the two losses below see the same context
+    tr = TempoTokensTrainer()
+    batch = {**batch, "mode": ("audio", 4, False)}
+    other = {**batch, "events": torch.full_like(batch["events"], NONE)}
+    losses = []
+    for b in (batch, other):
+        net.trained_steps.fill_(cfg.stage1_steps)
+        net.zero_grad(set_to_none=True)
+        loss = tr.loss(net, b, cfg)
+        loss.backward()
+        losses.append(loss.detach())
+        assert all(p.grad is None for p in [*net.denoiser.parameters(), *net.text.parameters()])
+        assert all(p.grad is not None for p in net.mapper.fc4.parameters())
+    assert not torch.equal(losses[0], losses[1])              # the true event codes set the target
+    # the added term is exactly weight x mean (s - event token)^2, with the frozen tokens as target
+    net.trained_steps.fill_(cfg.stage1_steps)
+    with torch.no_grad():
+        full = tr.loss(net, batch, cfg)
+        net.trained_steps.fill_(cfg.stage1_steps)
+        base = tr.loss(net, batch, dataclasses.replace(cfg, event_align_weight=0.0))
+        _, _, s = net.context("audio", batch["labels"], batch["audio"], cfg.crop_frames, cfg.fps)
+        target = net.text.event_tokens(batch["events"])[:, :, 0]
+    torch.testing.assert_close(full - base, 0.5 * (s - target).pow(2).mean())
 
 
 def _manifest(tmp_path, n: int = 3) -> Manifest:
