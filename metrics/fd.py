@@ -11,6 +11,14 @@ per side; that order makes the value bit-identical however the clips were batche
 sharded. The rows also give the
 bootstrap interval and FD-infinity.
 
+A long input (longer than ``media_long.LEAN_ABOVE_S``, from an embedder that streams
+statistics: EnCodec) arrives as its rows' statistics instead (count, float64 mean,
+centred scatter: ``frechet_state.RowStats``, packed), made while the rows streamed so
+they were never held. Such clips merge by Chan's formula into the value and, weighted by
+their draw counts, into each bootstrap draw: the rows path's result to float64 rounding.
+FD-infinity resamples rows, so it is not computed when a clip is statistics (the extras
+say why). Without statistics the arithmetic is the rows path's, bit for bit.
+
 Frame-level embedders (VGGish, EnCodec, melstat) contribute every frame as a sample;
 the result then reports ``n`` = clips and ``extras['n_frames_*']`` = frames.
 """
