@@ -203,6 +203,9 @@ def test_encodec_streams_statistics_equal_to_its_rows_and_caches_them(tmp_path, 
     long, short = _long_wav(tmp_path / "long.wav", 4.3, 1), _long_wav(tmp_path / "short.wav", 1.5, 2)
     x = emb.load_input(long, ctx)
     assert emb.wants_stats(x) and not emb.wants_stats(emb.load_input(short, ctx))
+    # a streamed input no longer than LEAN_ABOVE_S (a file whose headers give no length) stays rows
+    streamed_short = media_long.LongAudio(short, 24000, media_long.scan_audio(short), None)
+    assert not emb.wants_stats(streamed_short)
     rows = emb.embed_inputs([x])[0]
     got, short_rows = embed_files(emb, [long, short], ctx, stats=True)
     assert fs.is_clip_stats(got, 128) and short_rows.dtype == np.float32 and short_rows.ndim == 2
