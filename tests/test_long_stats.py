@@ -263,3 +263,23 @@ def test_cli_long_input_gives_the_rows_path_fd(tmp_path, short_long, monkeypatch
     assert got["value"] == pytest.approx(want["value"], rel=1e-8)
     assert got["ci"] == pytest.approx(want["ci"], rel=1e-8)
     assert cached["value"] == got["value"] and cached["ci"] == got["ci"]
+
+
+def test_window_reader_never_holds_the_gap_between_windows():
+    """Windows far apart (ImageBind's three clips, DeSync's first and last windows of a long
+    file): the blocks in between are skipped, never kept, and every window is the array's."""
+    x = np.arange(100_000, dtype=np.float32)
+    blocks = [x[i:i + 1000] for i in range(0, len(x), 1000)]
+    seen = []
+
+    def counted():
+        for b in blocks:
+            seen.append(len(b))
+            yield b
+
+    r = media_long.WindowReader(counted(), len(x))
+    for lo, hi in [(0, 500), (40_250, 42_000), (41_000, 41_100), (98_500, 100_000), (99_999, 100_000)]:
+        assert np.array_equal(r.get(lo, hi), x[lo:hi]), (lo, hi)
+        held = r._buf if r._buf.base is None else r._buf.base  # the buffer a window view keeps alive
+        assert held.size <= (hi - lo) + 2 * 1000, (lo, hi, held.size)  # one window plus a block, not the gap
+    assert sum(seen) == len(x)
