@@ -75,8 +75,9 @@ class EmbeddingCache:
         return self.root / key[:2] / f"{key}.fbe"
 
     @staticmethod
-    def _problem(raw: bytes | bytearray | memoryview) -> tuple[np.ndarray | None, str]:
-        """(value, "") for a sound entry, else (None, what is wrong with it).
+    def _problem(raw: bytes | bytearray | memoryview, kind: str = "rows") -> tuple[np.ndarray | None, str]:
+        """(value, "") for a sound entry of ``kind`` ("rows": float32 embeddings; "stats":
+        packed float64 frame statistics, :func:`stats_problem`), else (None, what is wrong).
 
         The value is a view of ``raw``'s payload (a bytearray gives a writable array), so a
         large entry (a long input's frames) is held once, not once per parsing step."""
@@ -91,6 +92,9 @@ class EmbeddingCache:
             v = _npy_view(raw, 36)
         except (ValueError, OSError, EOFError) as exc:
             return None, f"unreadable array ({exc})"
+        if kind == "stats":
+            problem = stats_problem(v)
+            return (None, problem) if problem else (v, "")
         if v.dtype != np.float32:
             return None, f"dtype {v.dtype}, expected float32"
         if v.ndim == 0 or v.size == 0:
@@ -99,7 +103,9 @@ class EmbeddingCache:
             return None, "non-finite values"
         return v, ""
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, kind: str = "rows") -> np.ndarray | None:
+        """The entry under ``key`` (checked as ``kind``: "rows" or "stats"), or None when
+        there is none or it was damaged (then deleted and reported)."""
         p = self._path(key)
         try:
             with open(p, "rb") as f:
@@ -111,7 +117,7 @@ class EmbeddingCache:
         except OSError as exc:
             raw, problem = bytearray(), f"unreadable ({exc.strerror})"
         else:
-            value, problem = self._problem(raw)
+            value, problem = self._problem(raw, kind)
             if value is not None:
                 return value
         _REPAIRS.append((str(p), problem))
@@ -123,8 +129,13 @@ class EmbeddingCache:
         return None
 
     def put(self, key: str, value: np.ndarray) -> None:
+        """Store ``value``: packed statistics (float64, :func:`is_stats`) as they are, anything
+        else as float32 rows."""
         p = self._path(key)
-        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if isinstance(value, np.ndarray) and value.dtype == np.float64 and is_stats(value):
+            arr = np.ascontiguousarray(value)
+        else:
+            arr = np.ascontiguousarray(value, dtype=np.float32)
         # the .npy bytes np.save writes (format 1.0 header, then the data), hashed and
         # written piece by piece: a long input's frames are never copied into one buffer
         head = io.BytesIO()
@@ -151,6 +162,38 @@ class EmbeddingCache:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+# ------------------------------------------------------------------ statistics entries
+# A long input's frame-level rows may be reduced to their statistics while they stream
+# (foleybench.metrics.frechet_state.RowStats), so the rows are never held. Such a value is
+# one float64 array [D + 2, D]: row 0 [count, 0, ..., 0], row 1 the mean, rows 2.. the
+# centred scatter sum (x - mean)(x - mean)^T. Rows are float32, so the two never look alike.
+def is_stats(a: Any, dim: int | None = None) -> bool:
+    """True for packed frame statistics (float64 ``[D + 2, D]``, row 0 ``[count >= 1, 0, ...]``)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != 2:
+        return False
+    d = a.shape[1]
+    if d < 1 or a.shape[0] != d + 2 or (dim is not None and d != dim):
+        return False
+    head = a[0]
+    return bool(head[0] >= 1 and head[0] == np.floor(head[0]) and not head[1:].any())
+
+
+def stats_problem(a: np.ndarray) -> str:
+    """"" for sound packed statistics, else what is wrong with them (the cache's check of a
+    statistics entry: dtype, shape, header, finite values, non-negative variances)."""
+    if a.dtype != np.float64:
+        return f"dtype {a.dtype}, expected float64 statistics"
+    if a.ndim != 2 or a.shape[1] < 1 or a.shape[0] != a.shape[1] + 2:
+        return f"shape {a.shape} is not statistics [D + 2, D]"
+    if not all_finite(a):
+        return "non-finite values"
+    if not is_stats(a):
+        return "statistics header is not [count >= 1, 0, ...]"
+    if (np.diagonal(a[2:]) < 0).any():
+        return "negative variance in the statistics"
+    return ""
 
 
 def _npy_view(raw: memoryview, start: int) -> np.ndarray:
@@ -206,12 +249,16 @@ def cached_apply(
     what: str = "embed",
     load: Callable[[str], Any] | None = None,
     apply: Callable[[list[Any]], list[np.ndarray]] | None = None,
+    stats_what: str | None = None,
 ) -> list[np.ndarray | InputError]:
     """Run ``apply(load(path))`` for each path in batches, through the cache.
 
     ``what`` names the computation in the cache key ("embed", "logits", "audio"...), so
     one embedder can cache several outputs (ImageBind's two towers, PANNs' logits).
     Returns one float32 array (or the InputError) per path, in input order.
+    ``stats_what``: ``apply`` may answer an input with packed statistics (:func:`is_stats`,
+    float64, kept as they are); those are cached under this name as "stats" entries, which
+    are looked up first.
     """
     load = load or (lambda p: embedder.load_input(p, ctx))
     from foleybench.distributed import fault_point, halving
@@ -220,13 +267,21 @@ def cached_apply(
     cache = EmbeddingCache(ctx.cache_dir) if ctx.cache_dir else None
     out: list[np.ndarray | InputError | None] = [None] * len(paths)
     keys: list[str | None] = [None] * len(paths)
+    skeys: list[str | None] = [None] * len(paths)
     todo: list[int] = []
     for i, p in enumerate(paths):
         if not os.path.isfile(p):
             out[i] = InputError(p, "file not found")
             continue
         if cache is not None:
-            keys[i] = cache.key(sha256_file_cached(p), embedder, what, ctx)
+            file_hash = sha256_file_cached(p)
+            keys[i] = cache.key(file_hash, embedder, what, ctx)
+            if stats_what is not None:
+                skeys[i] = cache.key(file_hash, embedder, stats_what, ctx)
+                hit = cache.get(skeys[i], "stats")
+                if hit is not None:
+                    out[i] = hit
+                    continue
             hit = cache.get(keys[i])
             if hit is not None:
                 out[i] = hit
@@ -256,21 +311,31 @@ def cached_apply(
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")
             for (i, _), v in zip(good, values):
-                v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
+                stats = stats_what is not None and is_stats(v)
+                if not stats:
+                    v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
                 if not all_finite(v):
                     out[i] = InputError(paths[i], f"{embedder.name} produced non-finite values")
                     continue
                 out[i] = v
-                if cache is not None and keys[i] is not None:
-                    cache.put(keys[i], v)
+                key = skeys[i] if stats else keys[i]
+                if cache is not None and key is not None:
+                    cache.put(key, v)
                 computed += 1
                 fault_point("score", computed)  # test hook (FOLEYBENCH_TEST_SIGKILL); no-op unset
     return out  # type: ignore[return-value]
 
 
-def embed_files(embedder: Embedder, paths: Sequence[str], ctx: ScoreContext) -> list[np.ndarray | InputError]:
-    """Embeddings ``[F, D]`` per file (see :meth:`Embedder.embed_inputs`)."""
-    return cached_apply(embedder, paths, ctx, "embed")
+def embed_files(embedder: Embedder, paths: Sequence[str], ctx: ScoreContext,
+                stats: bool = False) -> list[np.ndarray | InputError]:
+    """Embeddings ``[F, D]`` per file (see :meth:`Embedder.embed_inputs`). ``stats``: for
+    callers that need only the rows' statistics (Frechet distances), an embedder offering
+    ``embed_stats_inputs`` may answer a long input with its packed statistics
+    (:func:`is_stats`), made while its rows stream and cached as a "stats" entry."""
+    fn = getattr(embedder, "embed_stats_inputs", None) if stats else None
+    if fn is None:
+        return cached_apply(embedder, paths, ctx, "embed")
+    return cached_apply(embedder, paths, ctx, "embed", apply=fn, stats_what="embed-stats")
 
 
 def logits_files(embedder: Embedder, paths: Sequence[str], ctx: ScoreContext) -> list[np.ndarray | InputError]:

@@ -327,8 +327,10 @@ class LongAudio:
 class WindowReader:
     """Windows ``[lo, hi)`` of a signal that arrives in blocks, for readers that move
     forward: a window may start anywhere at or after the previous window's start (overlap
-    allowed); samples before the latest start are dropped, so memory is one window plus
-    one block."""
+    allowed); samples before the latest start are dropped, and blocks that lie wholly in a
+    gap between two windows are never kept (ImageBind's three clips and DeSync's first and
+    last windows of a long file: the gap held whole grew with the file's length, 180 MB at
+    60 minutes), so memory is one window plus one block."""
 
     def __init__(self, blocks: Iterator[np.ndarray], n: int):
         self._it, self.n = iter(blocks), n
@@ -343,11 +345,15 @@ class WindowReader:
             self._buf, self._start = self._buf[drop:], self._start + drop
         have = self._start + len(self._buf)
         if have < hi:
-            parts = [self._buf]
+            parts = [self._buf] if len(self._buf) else []
             while have < hi:
                 nxt = next(self._it, None)
                 if nxt is None:
                     raise InputError("<stream>", "audio ended before its scanned length")
+                if have + len(nxt) <= lo:  # wholly before the window (a gap between windows): never held
+                    have += len(nxt)
+                    self._start = have
+                    continue
                 parts.append(nxt)
                 have += len(nxt)
             self._buf = np.concatenate(parts)

@@ -155,7 +155,21 @@ def _fd_rows(metrics: dict[str | None, Any]) -> dict[str, tuple[np.ndarray, np.n
         for cid, (g, r) in m.rows.items():
             gen.setdefault(cid, []).append(g)
             ref.setdefault(cid, r)
-    return {cid: (np.concatenate(gen[cid], axis=0), ref[cid]) for cid in gen}
+    return {cid: (_pool_side(gen[cid]), ref[cid]) for cid in gen}
+
+
+def _pool_side(items: list[Any]) -> Any:
+    """Samples' rows stacked in sample order; when a sample is a long input reduced to its
+    statistics (foleybench.metrics.frechet_state), all of them merged into one statistics item."""
+    from foleybench.metrics.frechet_state import RowStats, is_clip_stats
+
+    if not any(is_clip_stats(x) for x in items):
+        return np.concatenate(items, axis=0)
+    dim = int(np.asarray(items[0]).shape[-1])
+    acc = RowStats(dim)
+    for x in items:
+        acc.add_stats(RowStats.of(x, dim))
+    return acc.pack()
 
 
 def _pooled(first: Any, rows: dict[Any, Any]) -> MetricValue:

@@ -11,6 +11,14 @@ per side; that order makes the value bit-identical however the clips were batche
 sharded. The rows also give the
 bootstrap interval and FD-infinity.
 
+A long input (longer than ``media_long.LEAN_ABOVE_S``, from an embedder that streams
+statistics: EnCodec) arrives as its rows' statistics instead (count, float64 mean,
+centred scatter: ``frechet_state.RowStats``, packed), made while the rows streamed so
+they were never held. Such clips merge by Chan's formula into the value and, weighted by
+their draw counts, into each bootstrap draw: the rows path's result to float64 rounding.
+FD-infinity resamples rows, so it is not computed when a clip is statistics (the extras
+say why). Without statistics the arithmetic is the rows path's, bit for bit.
+
 Frame-level embedders (VGGish, EnCodec, melstat) contribute every frame as a sample;
 the result then reports ``n`` = clips and ``extras['n_frames_*']`` = frames.
 """
@@ -30,7 +38,7 @@ from foleybench.api import ClipPair, MetricValue, ScoreContext
 from foleybench.cache import ValueMemo, embed_files
 from foleybench.metrics.base import PairedEmbedding
 from foleybench.metrics.embedders import get_embedder
-from foleybench.metrics.frechet_state import FrechetState, centred_stats_blocks, row_blocks
+from foleybench.metrics.frechet_state import FrechetState, is_clip_stats, item_count, mixed_stats, row_blocks
 from foleybench.metrics.functional.frechet import bootstrap_fd, fd_infinity, frechet_distance
 
 COVARIANCE = {0: "divided by N (ddof=0)", 1: "unbiased (N-1)"}
@@ -88,11 +96,14 @@ class FrechetMetric(PairedEmbedding):
         return pair.pred_video, pair.ref_video
 
     def embed_sides(self, first: list[str], second: list[str]) -> tuple[list[Any], list[Any]]:
-        return embed_files(self.embedder, first, self.ctx), embed_files(self.embedder, second, self.ctx)
+        # stats=True: a long input may come back as its frames' statistics (frechet_state)
+        return (embed_files(self.embedder, first, self.ctx, stats=True),
+                embed_files(self.embedder, second, self.ctx, stats=True))
 
     def row(self, pair: ClipPair, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(generated ``[F, D]``, reference ``[F', D]``) float32 rows of one clip."""
-        return np.asarray(a).reshape(-1, self.dim), np.asarray(b).reshape(-1, self.dim)
+        """(generated ``[F, D]``, reference ``[F', D]``) float32 rows of one clip (a long
+        input's side may be its packed statistics instead, kept as they are)."""
+        return self._item(a), self._item(b)
 
     def extras(self, gen: FrechetState, ref: FrechetState, n: int) -> dict[str, Any]:
         return {}
@@ -110,10 +121,14 @@ class FrechetMetric(PairedEmbedding):
         # scored, and centring first (as numpy.cov) avoids the cancellation of
         # sum(x x^T) - n mu mu^T for embeddings whose mean is large against their spread.
         # Many rows (a long input's frames) are not stacked: centred_stats_blocks.
-        b_g = [np.asarray(g).reshape(-1, self.dim) for g, _ in rows]
-        b_r = [np.asarray(r).reshape(-1, self.dim) for _, r in rows]
+        # A long input's rows may arrive reduced to their statistics (frechet_state.RowStats,
+        # packed): those clips are merged by Chan's formula (mixed_stats); without any, the
+        # arithmetic is exactly the stacked rows'.
+        b_g = [self._item(g) for g, _ in rows]
+        b_r = [self._item(r) for _, r in rows]
         gen, ref = FrechetState(self.dim), FrechetState(self.dim)
-        gen.count, ref.count = sum(map(len, b_g)), sum(map(len, b_r))  # extras read the counts
+        gen.count = sum(item_count(b, self.dim) for b in b_g)  # extras read the counts
+        ref.count = sum(item_count(b, self.dim) for b in b_r)
         extras = self.extras(gen, ref, n)
         if gen.count < 2 or ref.count < 2:
             extras["reason"] = self.too_few
@@ -124,8 +139,8 @@ class FrechetMetric(PairedEmbedding):
             extras.update(done["extras"])
             ci = done["ci"]
             return MetricValue(done["value"], n, tuple(ci) if ci is not None else None, extras)
-        mu_g, s_g = centred_stats_blocks(b_g, self.dim, self.ddof)
-        mu_r, s_r = centred_stats_blocks(b_r, self.dim, self.ddof)
+        mu_g, s_g = mixed_stats(b_g, self.dim, self.ddof)
+        mu_r, s_r = mixed_stats(b_r, self.dim, self.ddof)
         value = frechet_distance(mu_g, s_g, mu_r, s_r)
         before = dict(extras)
         ci = self.finish(rows, mu_r, s_r, extras)
@@ -134,6 +149,10 @@ class FrechetMetric(PairedEmbedding):
             added = {k: v for k, v in extras.items() if k not in before or before[k] != v}
             memo.put(key, {"value": out.value, "ci": list(ci) if ci is not None else None, "extras": added})
         return out
+
+    def _item(self, x: Any) -> np.ndarray:
+        """A clip's side: packed statistics as they are, rows as ``[F, D]``."""
+        return x if is_clip_stats(x, self.dim) else np.asarray(x).reshape(-1, self.dim)
 
     def memo_options(self) -> dict[str, Any]:
         """Everything besides the rows that can shape ``compute``'s result (memo key): the
@@ -152,11 +171,21 @@ class FrechetMetric(PairedEmbedding):
             return None, ""
         h = hashlib.sha256(b"frechet-metric-v1|" + _implementation_id(type(self)).encode())
         h.update(json.dumps([type(self).__qualname__, self.name, self.memo_options()], sort_keys=True).encode())
-        for blocks, counts in ((b_g, [len(g) for g, _ in rows]), (b_r, [len(r) for _, r in rows])):
-            shape = (sum(map(len, blocks)), self.dim)
-            h.update(f"|{shape}|float64|{counts}|".encode())
-            for x in row_blocks(list(blocks), self.dim):
-                h.update(np.ascontiguousarray(x).tobytes())
+        for blocks in (b_g, b_r):
+            counts = [item_count(b, self.dim) for b in blocks]
+            stats = [i for i, b in enumerate(blocks) if is_clip_stats(b, self.dim)]
+            shape = (sum(counts), self.dim)
+            if not stats:
+                h.update(f"|{shape}|float64|{counts}|".encode())
+                for x in row_blocks(list(blocks), self.dim):
+                    h.update(np.ascontiguousarray(x).tobytes())
+                continue
+            # statistics clips (named by position) hash their packed float64 bytes
+            h.update(f"|{shape}|float64|{counts}|stats{stats}|".encode())
+            for b in blocks:
+                parts = [b] if is_clip_stats(b, self.dim) else row_blocks([b], self.dim)
+                for x in parts:
+                    h.update(np.ascontiguousarray(x).tobytes())
         return ValueMemo(self.ctx.cache_dir), h.hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -193,7 +222,12 @@ class FDMetric(FrechetMetric):
               if len(rows) >= 2 and self.n_boot else None)
         extras["bootstrap"] = ({"n_boot": self.n_boot, "unit": "clips", "seed": seed} if self.n_boot
                                else f"off by default for D = {self.dim} > 256 (n_boot=...)")
-        if self.fd_inf:
+        stats = any(is_clip_stats(g, self.dim) for g, _ in rows)
+        if self.fd_inf and stats:
+            extras["fd_inf"] = None
+            extras["fd_inf_reason"] = ("a long input's rows were reduced to statistics while they streamed; "
+                                       "FD-infinity resamples rows")
+        elif self.fd_inf:
             x = np.concatenate([g for g, _ in rows])
             # fadtk starts the 1/N fit at 500 samples; small sets start at a quarter of N.
             min_n = min(500, max(2, len(x) // 4))

@@ -103,6 +103,56 @@ class AudioEmbedder(TorchEmbedder):
         """One float32 ``[F, dim]`` array per input, in input order."""
         return self._run(inputs, self._embed)
 
+    def embed_stats_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """:meth:`embed_inputs` for callers that need only the rows' statistics (Frechet
+        distances): a long input (:meth:`wants_stats`) comes back as its rows' packed
+        statistics (float64 ``[D + 2, D]``, foleybench.metrics.frechet_state.RowStats),
+        reduced while the rows stream, so they are never held; every other input as rows."""
+        out: list[np.ndarray | None] = [None] * len(inputs)
+        rest: list[int] = []
+        for i, x in enumerate(inputs):
+            if self.wants_stats(x):
+                out[i] = self._run_long_stats(x)
+            else:
+                rest.append(i)
+        if rest:
+            for i, y in zip(rest, self.embed_inputs([inputs[i] for i in rest])):
+                out[i] = y
+        return out  # type: ignore[return-value]
+
+    def wants_stats(self, x: Any) -> bool:
+        """True for an input whose rows are reduced to statistics as they stream: a streamed
+        long input (a LongAudio) whose preprocessed length is above
+        ``media_long.LEAN_ABOVE_S`` and whose rows would outnumber the statistics' memory
+        (``frechet_state.stats_rows_cost``), for an embedder that streams them
+        (``_embed_long_stats``). Shorter inputs (every benchmark clip) stay rows, so their
+        values are unchanged bit for bit."""
+        if not (is_long(x) and self.streams_long and self.frames_level and self.stats_streams):
+            return False
+        from foleybench import media_long
+        from foleybench.metrics.frechet_state import stats_rows_cost
+
+        rows = self.rows_for(len(x))
+        return len(x) > media_long.LEAN_ABOVE_S * self.rate and rows is not None and rows > stats_rows_cost(self.dim)
+
+    # True where ``_embed_long_stats`` exists (frame-level embedders whose long rows matter)
+    stats_streams: ClassVar[bool] = False
+
+    def rows_for(self, n: int) -> int | None:
+        """About how many rows the embedder makes of ``n`` samples (the statistics threshold;
+        None: not known beforehand)."""
+        return None
+
+    def _embed_long_stats(self, x: Any) -> np.ndarray:
+        """Packed statistics of ``_embed_long(x)``'s rows, made while they stream."""
+        raise NotImplementedError
+
+    def _run_long_stats(self, x: Any) -> np.ndarray:
+        from foleybench.device import inference
+
+        with inference(str(self.device), bool(self.amp)):
+            return self._embed_long_stats(x)
+
     def logits_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One float32 ``[K]`` array of pre-activation class logits per input."""
         if self.n_classes is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,12 +78,34 @@ class EnCodec(AudioEmbedder):
         get = self._window_getter(x)
         return self._encode_chunked(None, get=lambda lo, hi: get(lo, hi)[:, None, :], n=len(x))
 
-    def _encode_chunked(self, x: torch.Tensor | None, get: Any = None, n: int | None = None) -> torch.Tensor:
+    stats_streams = True  # a long input's latents can reduce to statistics as they stream
+
+    def rows_for(self, n: int) -> int:
+        return -(-int(n) // HOP)  # the convs' padding adds a few frames
+
+    def _embed_long_stats(self, x: Any) -> np.ndarray:
+        """Packed statistics (frechet_state.RowStats) of :meth:`_embed_long`'s rows: each
+        LSTM step's latents go into the statistics and are dropped, so memory does not grow
+        with the input's length."""
+        from foleybench.metrics.frechet_state import RowStats
+
+        acc = RowStats(self.dim)
+
+        def sink(o: torch.Tensor) -> None:  # [1, t, 128]
+            acc.add_rows(o[0].float().cpu().numpy())
+
+        get = self._window_getter(x)
+        self._encode_chunked(None, get=lambda lo, hi: get(lo, hi)[:, None, :], n=len(x), sink=sink)
+        return acc.pack()
+
+    def _encode_chunked(self, x: torch.Tensor | None, get: Any = None, n: int | None = None,
+                        sink: Any = None) -> torch.Tensor | None:
         """The encoder of ``x`` ``[B, 1, N]``, streamed: its strided conv stack chunk by chunk,
         each chunk's 512-channel frames fed straight on to the LSTM and final conv
         (:class:`_LatentStream`), so only the 128-d latents are kept for the whole input,
         once: ``[B, T, 128]``, contiguous. ``get(lo, hi)`` and ``n`` in place of ``x``: the
-        chunks read from a stream."""
+        chunks read from a stream. ``sink``: each step's ``[B, t, 128]`` latents go to it
+        instead of the result (None is returned)."""
         layers = list(self.net.encoder.model)
         cut = next(i for i, m in enumerate(layers) if type(m).__name__ == "SLSTM")
         convs, rest = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
@@ -90,7 +113,7 @@ class EnCodec(AudioEmbedder):
             n = x.shape[-1]
             get = lambda lo, hi: x[..., lo:hi]  # noqa: E731
         step, ctx = self.chunk_samples, self.CONTEXT
-        stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT)
+        stream = _LatentStream(rest, self.LATENT_CHUNK, self.TAIL_CONTEXT, sink)
         for start in range(0, n, step):
             lo = max(0, start - ctx)
             y = convs(get(lo, min(n, start + step)))
@@ -122,7 +145,8 @@ class _LatentStream:
     laid out): each step's output is stored that way and copied into the result one step
     at a time, so the latents exist once plus one step, never twice."""
 
-    def __init__(self, rest: nn.Sequential, chunk: int, context: int):
+    def __init__(self, rest: nn.Sequential, chunk: int, context: int, sink: Any = None):
+        self.sink = sink  # takes each step's [B, t, C] output in place of the result
         self.slstm, self.tail = rest[0], nn.Sequential(*list(rest)[1:])
         self.rest, self.chunk, self.context = rest, chunk, context
         self.pending: list[torch.Tensor] = []
@@ -131,6 +155,7 @@ class _LatentStream:
         self.prev: torch.Tensor | None = None
         self.out: list[torch.Tensor] = []
         self.whole = type(self.slstm).__name__ != "SLSTM"  # unknown layout: one pass at the end
+        self.steps = 0
 
     def push(self, z: torch.Tensor) -> None:
         self.pending.append(z)
@@ -140,14 +165,20 @@ class _LatentStream:
             self._step(buf[..., :self.chunk])
             self.pending, self.n_pending = [buf[..., self.chunk:]], buf.shape[-1] - self.chunk
 
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> torch.Tensor | None:
         rem = torch.cat(self.pending, dim=-1)
         self.pending = []
         if self.whole:
-            return self.rest(rem).transpose(1, 2).contiguous()
-        if rem.shape[-1] or not self.out:
+            res = self.rest(rem).transpose(1, 2).contiguous()
+            if self.sink is None:
+                return res
+            self.sink(res)
+            return None
+        if rem.shape[-1] or not self.steps:
             self._step(rem)
         del rem
+        if self.sink is not None:
+            return None
         if len(self.out) == 1:
             return self.out.pop()
         first = self.out[0]
@@ -170,7 +201,11 @@ class _LatentStream:
             o = self.tail(y)
         else:
             o = self.tail(torch.cat([self.prev, y], dim=-1))[..., self.prev.shape[-1]:]
-        self.out.append(o.transpose(1, 2).contiguous())           # [B, t, C]
+        self.steps += 1
+        if self.sink is not None:
+            self.sink(o.transpose(1, 2))                          # [B, t, C], then dropped
+        else:
+            self.out.append(o.transpose(1, 2).contiguous())       # [B, t, C]
         self.prev = y[..., -self.context:]
 
 

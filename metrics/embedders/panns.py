@@ -214,7 +214,8 @@ class Cnn14(nn.Module):
     # on a multiple of the stack's pooling factor (32 frames) and carry CONTEXT frames on
     # each side, which covers the conv stack's reach (two 3x3 convs per block at strides
     # 1..32: 2 * (1 + 2 + ... + 32) = 126 frames), so every kept pooled frame sees the
-    # inputs it sees in one pass; only the time pooling then runs on the whole sequence.
+    # inputs it sees in one pass; the time pooling is then a running max and a float64
+    # running sum over the chunks (_frames_chunked).
     CHUNK_FRAMES = 32 * 64
     CONTEXT = 128
     POOL = 32
@@ -294,17 +295,21 @@ class Cnn14(nn.Module):
 
     def _frames_chunked(self, x: torch.Tensor | None, fast: bool | None = None, get: Any = None,
                         n: int | None = None) -> torch.Tensor:
-        """:meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk.
-        ``get(lo, hi)`` and ``n`` in place of ``x``: the samples ``[lo, hi)`` of a signal of
-        ``n`` samples, reflected past both ends as the centring pads ``x`` (a stream's
-        windows, which move forward)."""
+        """The time pooling of :meth:`_head` (max + mean over time, ``[B, 2048]``) of
+        :meth:`_frames` of the log-mel of ``x`` ``[B, N]``, computed chunk by chunk: each
+        chunk's frames go into a running max and a float64 running sum, so the per-frame
+        features are never held for the whole input (they grew with its length: 92 MB, and
+        as much again for their concatenation, at 60 minutes). ``get(lo, hi)`` and ``n`` in
+        place of ``x``: the samples ``[lo, hi)`` of a signal of ``n`` samples, reflected past
+        both ends as the centring pads ``x`` (a stream's windows, which move forward)."""
         if x is not None:
             padded = F.pad(x[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")  # global centring
             n = x.shape[-1]
             get = lambda lo, hi: padded[:, 0, lo + N_FFT // 2:hi + N_FFT // 2]  # noqa: E731
         n_stft = n // HOP + 1
         n_out = n_stft // self.POOL
-        parts = []
+        peak: torch.Tensor | None = None
+        total: torch.Tensor | None = None
         for a in range(0, n_out, self.CHUNK_FRAMES // self.POOL):
             b = min(n_out, a + self.CHUNK_FRAMES // self.POOL)
             s = max(0, a * self.POOL - self.CONTEXT)
@@ -315,8 +320,12 @@ class Cnn14(nn.Module):
             spec = (re ** 2 + im ** 2).transpose(1, 2)[:, None]
             y = self._frames(self.logmel_extractor(spec), fast=fast)
             lo = (a * self.POOL - s) // self.POOL
-            parts.append(y[..., lo:lo + (b - a)])
-        return torch.cat(parts, dim=-1)
+            y = y[..., lo:lo + (b - a)]
+            m, t = y.max(dim=2).values, y.double().sum(dim=2)
+            peak, total = (m, t) if peak is None else (torch.maximum(peak, m), total + t)
+            del y
+        assert peak is not None and total is not None
+        return peak + (total / n_out).to(peak.dtype)
 
     def long_input(self, n: int) -> bool:
         """True when ``n`` samples take the chunked route."""
@@ -325,19 +334,21 @@ class Cnn14(nn.Module):
     def forward_stream(self, get: Any, n: int, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` of a signal of ``n`` samples (a chunked-route length) read through
         ``get(lo, hi)`` (``[1, hi - lo]``, reflected past the ends; see :meth:`_frames_chunked`)."""
-        return self._head(self._frames_chunked(None, fast=fast, get=get, n=n))
+        return self._classify(self._frames_chunked(None, fast=fast, get=get, n=n))
 
     def forward(self, x: torch.Tensor, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``fast``: the Winograd route (None: ``self.fast``); it applies only in eval mode
         without autograd, float32 on CPU (see :meth:`_use_fast`)."""
         if self.long_input(x.shape[-1]):
-            x = self._frames_chunked(x, fast=fast)
-        else:
-            x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)), fast=fast)  # [B, 2048, T']
+            return self._classify(self._frames_chunked(x, fast=fast))
+        x = self._frames(self.logmel_extractor(self.spectrogram_extractor(x)), fast=fast)  # [B, 2048, T']
         return self._head(x)
 
     def _head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame features ``[B, 2048, T']`` -> (embedding, logits)."""
-        x = x.max(dim=2).values + x.mean(dim=2)                        # over time
+        return self._classify(x.max(dim=2).values + x.mean(dim=2))     # over time
+
+    def _classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Time-pooled features ``[B, 2048]`` -> (embedding, logits)."""
         emb = F.relu(self.fc1(x))
         return emb, self.fc_audioset(emb)

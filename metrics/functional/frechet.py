@@ -298,13 +298,27 @@ def bootstrap_fd(
     rows on a side are skipped. Returns (nan, nan) when every draw was skipped. The
     interval depends on the clip order: callers pass clips sorted by clip id.
     """
+    from foleybench.metrics.frechet_state import is_clip_stats, item_count, mixed_stats
+
     rng = np.random.default_rng(seed)
     n = len(gen)
     if n == 0:
         return (float("nan"), float("nan"))
     dim = int(np.asarray(gen[0]).reshape(len(gen[0]), -1).shape[-1]) if len(gen[0]) else 0
+    # A clip may come as its packed statistics (frechet_state, a long input's frames):
+    # a draw then merges the drawn clips' statistics, each weighted by its draw count.
+    stats = dim > 0 and any(is_clip_stats(x, dim) for x in (*gen, *ref))
     if n_boot > 0 and dim and n * dim * dim <= _SUFFICIENT_MAX:
         vals = _bootstrap_sufficient(gen, ref, n_boot, rng, ddof)
+    elif stats:
+        vals = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            g, r = [gen[i] for i in idx], [ref[i] for i in idx]
+            if sum(item_count(x, dim) for x in g) < 2 or sum(item_count(x, dim) for x in r) < 2:
+                continue
+            (mu_g, s_g), (mu_r, s_r) = mixed_stats(g, dim, ddof), mixed_stats(r, dim, ddof)
+            vals.append(frechet_distance(mu_g, s_g, mu_r, s_r))
     else:
         vals = []
         for _ in range(n_boot):
@@ -336,7 +350,12 @@ def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: 
     relative). Small matrices run on one BLAS thread: at D = 128 thread start-up costs
     more than the work.
     """
+    from foleybench.metrics.frechet_state import is_clip_stats
+
     def clip_suff(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if is_clip_stats(b):  # packed (count, mean, centred scatter): the uncentred sums
+            k, mu = b[0, 0], b[1]
+            return k * mu, b[2:] + k * np.outer(mu, mu)
         a = np.asarray(b).reshape(len(b), -1)
         if len(a) <= _CLIP_BLOCK:
             x = a.astype(np.float64)
@@ -349,7 +368,7 @@ def _bootstrap_sufficient(gen: list[np.ndarray], ref: list[np.ndarray], n_boot: 
         return s, o
 
     def suff(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cnt = np.array([len(b) for b in blocks], dtype=np.float64)
+        cnt = np.array([b[0, 0] if is_clip_stats(b) else len(b) for b in blocks], dtype=np.float64)
         per = [clip_suff(b) for b in blocks]
         sums = np.stack([p[0] for p in per])
         outer = np.stack([p[1] for p in per]).reshape(len(per), -1)
