@@ -126,21 +126,22 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
     v_in = torch.cat([vis, torch.zeros_like(vis)]) if guided else vis  # cond rows, then null rows
     nf_in = torch.cat([n_frames, n_frames]) if guided else n_frames
     # one buffer: column 0 the start column, column s + 1 the tokens sampled at step s (the
-    # input of step s + 1); the guided rows (cond, then null) share it through the cache's
-    # doubled batch, so only the conditional half is kept
-    inp = torch.full((B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
+    # input of step s + 1); guided, its rows are the conditional rows then the null rows,
+    # which hold the same tokens (written twice, so a step reads its input as a view)
+    rows = 2 * B if guided else B
+    inp = torch.full((rows, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
     special = inp.new_full((), cfg.card)
     cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     for s in range(S):
         if cache is not None:
-            col = inp[:, :, s]
-            logits = lm.step_logits(col.repeat(2, 1) if guided else col, cache)
+            logits = lm.step_logits(inp[:, :, s], cache)
         else:
-            x = inp[:, :, :s + 1]
-            logits = lm(torch.cat([x, x]) if guided else x, v_in, nf_in, mechanism)[:, :, -1]
+            logits = lm(inp[:, :, :s + 1], v_in, nf_in, mechanism)[:, :, -1]
         if guided:
             logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
-        tok = sample_tokens(logits.float(), gens, temperature, top_k, top_p)  # [B, K]
-        inp[:, :, s + 1] = torch.where(valid[:, :, s], tok, special)
-    seq = inp[:, :, 1:]
+        tok = torch.where(valid[:, :, s], sample_tokens(logits.float(), gens, temperature, top_k, top_p), special)
+        inp[:B, :, s + 1] = tok
+        if guided:
+            inp[B:, :, s + 1] = tok
+    seq = inp[:B, :, 1:]
     return pat.revert(seq)
