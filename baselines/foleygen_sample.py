@@ -43,39 +43,64 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> t
     return out
 
 
-def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator], temperature: float = 1.0,
+class GumbelStream:
+    """Each clip's Gumbel noise, step after step: step t of clip b is the transform
+    ``-log(-log(clamp(u)))`` of the t-th ``[K, V]`` float64 uniform draw of ``gens[b]``.
+
+    Draws ``chunk`` steps per clip at once: the CPU generator fills a tensor element by
+    element in order, so one ``[chunk, K, V]`` draw holds exactly the numbers of ``chunk``
+    successive ``[K, V]`` draws (a test checks it), and the transform runs once per chunk
+    instead of as five small operations per step. Memory: chunk x B x K x V float64."""
+
+    def __init__(self, gens: Sequence[torch.Generator], K: int, V: int, device: torch.device | str = "cpu",
+                 chunk: int = 32):
+        self.gens, self.K, self.V, self.device, self.chunk = list(gens), K, V, device, max(1, int(chunk))
+        self._buf: torch.Tensor | None = None
+        self._i = 0
+
+    def next(self) -> torch.Tensor:
+        """The ``[B, K, V]`` Gumbel noise of the next step."""
+        if self._buf is None or self._i == self._buf.shape[1]:
+            u = torch.empty(len(self.gens), self.chunk, self.K, self.V, dtype=torch.float64)
+            for b, g in enumerate(self.gens):
+                u[b].uniform_(generator=g)  # what `chunk` calls of torch.rand(K, V, generator=g) draw
+            self._buf = u.clamp_(1e-12, 1 - 1e-12).log_().neg_().log_().neg_().to(self.device)
+            self._i = 0
+        self._i += 1
+        return self._buf[:, self._i - 1]
+
+
+def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator] | GumbelStream, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
     """``[B, K, V]`` logits -> int64 ``[B, K]`` tokens in [0, V): argmax when temperature <= 0,
     else the Gumbel-max draw from softmax(filter(logits / temperature)) with clip b's noise
-    from ``gens[b]`` (one [K, V] draw per step, whatever the settings, so streams stay aligned).
+    from ``gens[b]`` (one [K, V] draw per step, whatever the settings, so streams stay aligned;
+    or the next step of a :class:`GumbelStream` over them, which draws the same numbers).
 
     The draw is float64 throughout. With top-k alone (top_p 0, the default) the top-k cut is
     found on the float32 logits, from whichever end of the order is shorter (top 250 of
     256 is the 7 smallest): float32 -> float64 and the division by a positive temperature
     keep distinct values distinct and in order, so the cells cut are exactly those
-    :func:`filter_logits` cuts in float64 (ties at the cut kept alike), and the Gumbel noise
-    is transformed in place. The tokens are :func:`sample_tokens_reference`'s (a test
-    checks them against it), at a fraction of its cost.
+    :func:`filter_logits` cuts in float64 (ties at the cut kept alike). The tokens are
+    :func:`sample_tokens_reference`'s (a test checks them against it), at a fraction of its
+    cost.
     """
     B, K, V = logits.shape
-    noise = torch.empty(B, K, V, dtype=torch.float64)
-    for b, g in enumerate(gens):
-        noise[b].uniform_(generator=g)  # what torch.rand(K, V, generator=g) draws
-    noise = noise.to(logits.device)
+    stream = gens if isinstance(gens, GumbelStream) else GumbelStream(gens, K, V, logits.device, chunk=1)
+    gumbel = stream.next()
     if temperature <= 0:
         return logits.argmax(-1)
     if (top_p <= 0.0 or top_p >= 1.0) and logits.dtype == torch.float32:
         z = logits.double()
         if temperature != 1.0:
             z = z / temperature
-        z = z.add_(noise.clamp_(1e-12, 1 - 1e-12).log_().neg_().log_().neg_())
+        z = z.add_(gumbel)
         if 0 < top_k < V:  # the k-th largest, from the shorter end of the order
             kth = (torch.topk(logits, top_k, dim=-1).values[..., -1:] if 2 * top_k <= V else
                    torch.topk(logits, V - top_k + 1, dim=-1, largest=False).values[..., -1:])
             z.masked_fill_(logits < kth, float("-inf"))
         return z.argmax(-1)
     z = filter_logits(logits.double() / temperature, top_k, top_p)
-    gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-12)))
     return (z + gumbel).argmax(-1)
 
 
@@ -132,6 +157,7 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
     inp = torch.full((rows, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
     special = inp.new_full((), cfg.card)
     cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
+    noise = GumbelStream(gens, cfg.n_q, cfg.card, vis.device, chunk=min(S, 32))
     for s in range(S):
         if cache is not None:
             logits = lm.step_logits(inp[:, :, s], cache)
@@ -139,7 +165,7 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
             logits = lm(inp[:, :, :s + 1], v_in, nf_in, mechanism)[:, :, -1]
         if guided:
             logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
-        tok = torch.where(valid[:, :, s], sample_tokens(logits.float(), gens, temperature, top_k, top_p), special)
+        tok = torch.where(valid[:, :, s], sample_tokens(logits.float(), noise, temperature, top_k, top_p), special)
         inp[:B, :, s + 1] = tok
         if guided:
             inp[B:, :, s + 1] = tok

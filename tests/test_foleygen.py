@@ -12,6 +12,7 @@ import torch
 from foleybench.baselines.codebook_pattern import DelayPattern
 from foleybench.baselines.foleygen_lm import MECHANISMS, FoleyGenLM, LMConfig, frame_self_mask, visual_mask
 from foleybench.baselines.foleygen_sample import (
+    GumbelStream,
     cfg_logits,
     filter_logits,
     generate_codes,
@@ -174,6 +175,18 @@ def test_the_fast_sampler_draws_the_reference_samplers_tokens():
             fast = sample_tokens(logits, _gens(3, trial), temp, top_k, top_p)
             ref = sample_tokens_reference(logits, _gens(3, trial), temp, top_k, top_p)
             assert torch.equal(fast, ref), (trial, top_k, top_p)
+
+
+def test_the_gumbel_stream_draws_each_clips_numbers_step_by_step():
+    """Chunked draws (7 steps at a time, across chunk edges) give every step exactly the noise of
+    a per-step torch.rand(K, V) from the clip's own generator, transformed as the reference."""
+    Kq, V, steps = 3, 11, 20
+    stream = GumbelStream(_gens(2, 40), Kq, V, chunk=7)
+    plain = _gens(2, 40)
+    for _ in range(steps):
+        want = torch.stack([-torch.log(-torch.log(torch.rand(Kq, V, generator=g, dtype=torch.float64)
+                                                  .clamp(1e-12, 1 - 1e-12))) for g in plain])
+        assert torch.equal(stream.next(), want)
 
 
 @pytest.mark.parametrize("variant", ["c", "p"])
