@@ -126,6 +126,7 @@ def tokens(ckpt: str) -> dict[str, float]:
     with torch.no_grad():
         E = net.text.event_tokens(torch.arange(none_code + 1)[None])[0, :, 0]  # [codes, D]
         hit = total = 0
+        per_code = np.zeros((none_code + 1, 2))           # per true code: [right, frames]
         cos, jump_ev, jump_far, norms = [], [], [], []
         for r in _test_clips():
             n = T.model_frames(r.duration_s, cfg.fps)
@@ -133,7 +134,10 @@ def tokens(ckpt: str) -> dict[str, float]:
             req = A2VRequest(r.clip_id, a.samples, 16000, r.label, r.duration_s, 16.0, (64, 64), 0)
             s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)[2][0]
             codes = torch.tensor(_frame_codes(cfg, r, n))
-            hit += int((torch.cdist(s, E).argmin(1) == codes).sum())
+            right = torch.cdist(s, E).argmin(1) == codes
+            hit += int(right.sum())
+            np.add.at(per_code, (codes.numpy(), 0), right.numpy().astype(float))
+            np.add.at(per_code, (codes.numpy(), 1), 1.0)
             total += n
             cos.append(torch.nn.functional.cosine_similarity(s, E[codes], dim=-1))
             jump = (s[1:] - s[:-1]).norm(dim=1)
@@ -143,7 +147,10 @@ def tokens(ckpt: str) -> dict[str, float]:
     out = {"nearest_token_is_true_code": hit / total, "mean_cosine_to_true_code_token": float(torch.cat(cos).mean()),
            "token_change_at_event_frames": float(np.mean(jump_ev)),
            "token_change_far_from_events": float(np.mean(jump_far)),
-           "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean())}
+           "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean()),
+           # nearest = true code per true code (offsets -2..2 frames, then "no event near")
+           "nearest_is_true_by_code": [round(float(r / max(n, 1)), 3) for r, n in per_code],
+           "frames_by_code": [int(n) for _, n in per_code]}
     print(json.dumps(out, indent=1))
     return out
 

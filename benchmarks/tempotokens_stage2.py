@@ -43,6 +43,12 @@ def _value(text: str):
     return text
 
 
+def _sha(path: str) -> str:
+    from foleybench.weights import sha256_file
+
+    return sha256_file(Path(path))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("source")
@@ -52,6 +58,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the recipe's lr")
     ap.add_argument("--from-scratch", action="store_true", help="re-initialise the audio encoder and mapper")
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE (stage-2 fields)")
+    ap.add_argument("--as-train", action="store_true",
+                    help="with --from-scratch: stage 2 exactly as `foleybench train` runs it after the source's "
+                         "stage 1 (steps = stage1_steps + --steps, its lr schedule and batch seeds); the "
+                         "checkpoint carries the recipe hash and data fingerprint of that recipe")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -70,6 +80,10 @@ def main() -> None:
     cfg = TempoTinyConfig(**c)
     over = dict(kv.split("=", 1) for kv in args.set)
     cfg = dataclasses.replace(cfg, **{k: _value(v) for k, v in over.items()})
+    if args.as_train:
+        if not args.from_scratch or args.lr or "stage1_steps" in over:
+            raise SystemExit("--as-train needs --from-scratch, no --lr and the source's stage1_steps")
+        cfg = dataclasses.replace(cfg, steps=cfg.stage1_steps + args.steps)
     torch.manual_seed(args.seed)
     net = TempoTokensNet(cfg)
     fresh = net.state_dict()
@@ -90,9 +104,12 @@ def main() -> None:
     net.train()
     losses, t0 = [], time.perf_counter()
     for step in range(args.steps):
+        # --as-train: foleybench.train's schedule and batch seeds at its step count (stage 1 done)
+        done, total = (cfg.stage1_steps + step, cfg.steps) if args.as_train else (step, args.steps)
         for g in opt.param_groups:
-            g["lr"] = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        loss = tr.loss(net, tr.batch(data, cfg, np.random.default_rng([args.seed, 10 ** 6 + step])), cfg)
+            g["lr"] = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done / total)))
+        rng = np.random.default_rng([args.seed, done if args.as_train else 10 ** 6 + step])
+        loss = tr.loss(net, tr.batch(data, cfg, rng), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -104,12 +121,22 @@ def main() -> None:
     assert all(p.grad is None for p in net.denoiser.parameters())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": "tempotokens.tiny", "config": recipe_config(cfg), "state_dict": net.state_dict(),
-                "optimizer": None, "steps_done": int(net.trained_steps), "steps": cfg.steps, "seed": args.seed,
-                "losses": list(ck.get("losses", []))[: cfg.stage1_steps] + losses,
-                "stage2_from": {"source": str(args.source), "from_scratch": args.from_scratch, "steps": args.steps,
-                                "overrides": over, "lr": lr0},
-                "train_seconds": time.perf_counter() - t0}, out)
+    from foleybench import family as fams
+
+    fam, _ = fams.split_name("tempotokens.tiny")
+    split = T.read_manifest(data_dir).split("train")
+    stage2_seconds = time.perf_counter() - t0
+    payload = {"model": "tempotokens.tiny", "config": recipe_config(cfg), "state_dict": net.state_dict(),
+               "optimizer": None, "steps_done": int(net.trained_steps), "steps": cfg.steps, "seed": args.seed,
+               "losses": list(ck.get("losses", []))[: cfg.stage1_steps] + losses,
+               "stage2_from": {"source": str(args.source), "source_sha256": _sha(args.source),
+                               "from_scratch": args.from_scratch, "as_train": args.as_train, "steps": args.steps,
+                               "overrides": over, "lr": lr0, "stage2_seconds": round(stage2_seconds, 1)},
+               "train_seconds": stage2_seconds}
+    if args.as_train:
+        payload.update(recipe_hash=fam.recipe_hash(cfg, cfg.steps, args.seed), data_fingerprint=split.fingerprint(),
+                       code_version=fam.code_version())
+    torch.save(payload, out)
     print(f"wrote {out}: {args.steps} stage-2 steps in {time.perf_counter() - t0:.0f} s; "
           f"last-100 loss {np.mean(losses[-100:]):.4f}")
 
