@@ -8,7 +8,8 @@ generated once with the bench's clip seed and scored by AV-Align against its own
   known event times), ``partner`` (label + the event tokens of the clip the `shuffled`
   baseline pairs it with), ``textonly`` (label alone), ``audio`` (the audio context of
   the clip's own audio), ``apartner`` (the partner's audio), ``ta`` / ``tapartner``
-  (label + audio). oracle - partner asks whether stage 1 reads its per-frame tokens;
+  (label + audio), ``sonly`` / ``spartner`` (the frame token s_f alone, no window or
+  global tokens: not a generation tag, a diagnosis). oracle - partner asks whether stage 1 reads its per-frame tokens;
   audio - apartner whether the audio context carries it through.
 - ``tokens``: how close the stage-2 mapper's frame tokens are to the stage-1 event
   tokens of each frame's true code (nearest-token agreement, cosine, and how much the
@@ -32,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PAIRS = [("oracle", "partner"), ("audio", "apartner"), ("oracle", "textonly"), ("ta", "tapartner")]
-OWN = ("oracle", "audio", "textonly", "ta")
+PAIRS = [("oracle", "partner"), ("audio", "apartner"), ("oracle", "textonly"), ("ta", "tapartner"),
+         ("sonly", "spartner")]
+OWN = ("oracle", "audio", "textonly", "ta", "sonly")
 
 
 def _net(path: str):
@@ -94,6 +96,9 @@ def generate(ckpt: str, clips: int, modes: list[str], out: Path) -> dict[str, di
                         et = net.text.event_tokens(torch.tensor([_frame_codes(cfg, src, n)]))
                         ctx = torch.cat([ctx, et], 2)
                         mask = torch.cat([mask, torch.ones(1, n, 1, dtype=torch.bool)], 2)
+                elif mode in ("sonly", "spartner"):  # the mapper's frame token s_f alone (no w_k, no g)
+                    _, _, s = net.context("audio", [r.label], T.prepare_audio(req, cfg.sample_rate)[None], n, cfg.fps)
+                    ctx, mask = s[:, :, None], torch.ones(1, n, 1, dtype=torch.bool)
                 else:
                     audio = T.prepare_audio(req, cfg.sample_rate)[None]
                     kind = "text_audio" if mode in ("ta", "tapartner") else "audio"
