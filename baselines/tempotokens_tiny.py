@@ -92,6 +92,8 @@ class TempoTinyConfig:
     event_dropout: float = 0.3      # stage 1: share of clips trained on the label text without event tokens
     motion_weight: float = 0.0      # stage 1 and 2: pixel weight 1 + this x motion / clip's mean motion (see loss)
     event_align_weight: float = 0.0  # stage 2: weight of mean (s_f - stage-1 event token of frame f)^2
+    event_ce_weight: float = 0.0    # stage 2: weight of the cross-entropy classifying frame f's event code from s_f
+    audio_reach: tuple[int, ...] = ()  # dilations of extra residual convs over audio patches (wider, bounded field)
     # its own train-only synthfoley set (foleybench.train.train_data_spec), or None: the
     # train split of the 48-clip seed-0 set (21 clips)
     train_data: dict | None = field(default=None, hash=False)
@@ -103,6 +105,9 @@ class TempoTinyConfig:
     guidance: float = 3.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "audio_reach", tuple(int(d) for d in self.audio_reach))
+        if any(d < 1 for d in self.audio_reach):
+            raise ValueError(f"audio_reach dilations must be >= 1, got {self.audio_reach}")
         if self.context not in CONTEXTS:
             raise ValueError(f"context {self.context!r}: want one of {CONTEXTS}")
         if not 0 <= self.n_windows <= 4 or self.sample_steps < 1 or self.guidance < 0:
@@ -111,10 +116,16 @@ class TempoTinyConfig:
             raise ValueError("train_contexts: 'mixed' or 'audio'; need 0 <= stage1_steps <= steps")
 
 
+# fields added after a checkpoint was shipped: left out of the recipe at their default, so
+# the recipes (and hashes) of configs that do not use them stay what they were
+LATE_FIELDS: dict[str, Any] = {"event_ce_weight": 0.0, "audio_reach": ()}
+
+
 def recipe_config(cfg: TempoTinyConfig) -> dict[str, Any]:
-    """The training recipe: the config less its generation parameters."""
+    """The training recipe: the config less its generation parameters (and less
+    :data:`LATE_FIELDS` at their defaults)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
-            if k not in GENERATION_FIELDS}
+            if k not in GENERATION_FIELDS and not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
 
 
 def generation_params(cfg: TempoTinyConfig) -> dict[str, Any]:
@@ -258,6 +269,8 @@ class AudioEncoder(nn.Module):
         self.c1 = nn.Conv1d(cfg.n_mels, w, 3, padding=1)
         self.c2 = nn.Conv1d(w, w, 3, stride=2, padding=1)
         self.c3 = nn.Conv1d(w, w, 3, padding=1)
+        self.reach = tuple(int(d) for d in cfg.audio_reach)
+        self.ctx = nn.ModuleList(nn.Conv1d(w, w, 3, padding=d, dilation=d) for d in self.reach)
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, N] -> [B, n_mels, M] (audio shorter than one window is zero-padded to it)."""
@@ -271,12 +284,16 @@ class AudioEncoder(nn.Module):
         return (torch.arange(n_patches, dtype=torch.float64) * 2 * self.hop + self.n_fft / 2) / self.sr
 
     def patch_span(self, p: int) -> tuple[int, int]:
-        """Samples [lo, hi) that patch p depends on (its receptive field)."""
-        return self.hop * (2 * p - 4), self.hop * (2 * p + 4) + self.n_fft
+        """Samples [lo, hi) that patch p depends on (its receptive field): mel frames
+        2p - 4 .. 2p + 4, widened by 2 d mel frames a side per ``audio_reach`` dilation d."""
+        r = 4 + 2 * sum(self.reach)
+        return self.hop * (2 * p - r), self.hop * (2 * p + r) + self.n_fft
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.gelu(self.c1(self.log_mel(audio)))
         x = self.c3(F.gelu(self.c2(x)))
+        for conv in self.ctx:  # residual dilated convs: each patch also sees its neighbours' audio
+            x = x + conv(F.gelu(x))
         return x.transpose(1, 2), self.patch_times(x.shape[-1])
 
 
@@ -427,6 +444,21 @@ def event_codes(events: Sequence[int], frames: Sequence[int]) -> list[int]:
     return out
 
 
+def event_code_logits(net: TempoTokensNet, s: torch.Tensor) -> torch.Tensor:
+    """Frame tokens s [B, T, D] -> logits [B, T, codes] over the event-offset codes:
+    minus the Euclidean distance to each code's stage-1 event token (the frozen table,
+    LayerNorm output; no gradient reaches the text encoder)."""
+    with torch.no_grad():
+        table = net.text.event_tokens(torch.arange(2 * EVENT_REACH + 2, device=s.device)[None])[0, :, 0]
+    return -(s[..., None, :] - table).pow(2).sum(-1).clamp(min=1e-12).sqrt()
+
+
+def event_code_ce(net: TempoTokensNet, s: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each frame's true event code [B, T] under :func:`event_code_logits`."""
+    logits = event_code_logits(net, s)
+    return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+
+
 def stage2_modes(cfg: TempoTinyConfig) -> list[tuple[float, tuple[str, int, bool]]]:
     """(probability, (context, n_windows, global_only)) of each stage-2 batch context."""
     if cfg.train_contexts == "audio":
@@ -510,13 +542,17 @@ class TempoTokensTrainer(Trainer):
         mode, n_windows, global_only = batch["mode"]
         ctx, mask, s = net.context(mode, batch["labels"], batch["audio"].to(dev), n, cfg.fps, n_windows, global_only)
         loss = noise_loss(net, xt, t, ctx, mask, noise, weight) + cfg.l1_weight * s.abs().mean()
+        codes = batch["events"].to(dev)
         if cfg.event_align_weight:  # pull s_f to the stage-1 token of frame f's event offset (frozen target)
             with torch.no_grad():
-                target = net.text.event_tokens(batch["events"].to(dev))[:, :, 0]
+                target = net.text.event_tokens(codes)[:, :, 0]
             loss = loss + cfg.event_align_weight * (s - target).pow(2).mean()
+        if cfg.event_ce_weight:
+            loss = loss + cfg.event_ce_weight * event_code_ce(net, s, codes)
         return loss
 
     def loss_label(self, cfg: TempoTinyConfig) -> str:
         extra = f" + {cfg.event_align_weight} event-token MSE" if cfg.event_align_weight else ""
+        extra += f" + {cfg.event_ce_weight} event-code CE" if cfg.event_ce_weight else ""
         mw = f", motion-weighted x{cfg.motion_weight}" if cfg.motion_weight else ""
         return f"noise MSE{mw}, min-SNR-5 (+ {cfg.l1_weight} mean|s|{extra} from step {cfg.stage1_steps})"

@@ -8,7 +8,8 @@ generated once with the bench's clip seed and scored by AV-Align against its own
   known event times), ``partner`` (label + the event tokens of the clip the `shuffled`
   baseline pairs it with), ``textonly`` (label alone), ``audio`` (the audio context of
   the clip's own audio), ``apartner`` (the partner's audio), ``ta`` / ``tapartner``
-  (label + audio). oracle - partner asks whether stage 1 reads its per-frame tokens;
+  (label + audio), ``sonly`` / ``spartner`` (the frame token s_f alone, no window or
+  global tokens: not a generation tag, a diagnosis). oracle - partner asks whether stage 1 reads its per-frame tokens;
   audio - apartner whether the audio context carries it through.
 - ``tokens``: how close the stage-2 mapper's frame tokens are to the stage-1 event
   tokens of each frame's true code (nearest-token agreement, cosine, and how much the
@@ -32,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PAIRS = [("oracle", "partner"), ("audio", "apartner"), ("oracle", "textonly"), ("ta", "tapartner")]
-OWN = ("oracle", "audio", "textonly", "ta")
+PAIRS = [("oracle", "partner"), ("audio", "apartner"), ("oracle", "textonly"), ("ta", "tapartner"),
+         ("sonly", "spartner")]
+OWN = ("oracle", "audio", "textonly", "ta", "sonly")
 
 
 def _net(path: str):
@@ -94,6 +96,9 @@ def generate(ckpt: str, clips: int, modes: list[str], out: Path) -> dict[str, di
                         et = net.text.event_tokens(torch.tensor([_frame_codes(cfg, src, n)]))
                         ctx = torch.cat([ctx, et], 2)
                         mask = torch.cat([mask, torch.ones(1, n, 1, dtype=torch.bool)], 2)
+                elif mode in ("sonly", "spartner"):  # the mapper's frame token s_f alone (no w_k, no g)
+                    _, _, s = net.context("audio", [r.label], T.prepare_audio(req, cfg.sample_rate)[None], n, cfg.fps)
+                    ctx, mask = s[:, :, None], torch.ones(1, n, 1, dtype=torch.bool)
                 else:
                     audio = T.prepare_audio(req, cfg.sample_rate)[None]
                     kind = "text_audio" if mode in ("ta", "tapartner") else "audio"
@@ -126,6 +131,7 @@ def tokens(ckpt: str) -> dict[str, float]:
     with torch.no_grad():
         E = net.text.event_tokens(torch.arange(none_code + 1)[None])[0, :, 0]  # [codes, D]
         hit = total = 0
+        per_code = np.zeros((none_code + 1, 2))           # per true code: [right, frames]
         cos, jump_ev, jump_far, norms = [], [], [], []
         for r in _test_clips():
             n = T.model_frames(r.duration_s, cfg.fps)
@@ -133,7 +139,10 @@ def tokens(ckpt: str) -> dict[str, float]:
             req = A2VRequest(r.clip_id, a.samples, 16000, r.label, r.duration_s, 16.0, (64, 64), 0)
             s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)[2][0]
             codes = torch.tensor(_frame_codes(cfg, r, n))
-            hit += int((torch.cdist(s, E).argmin(1) == codes).sum())
+            right = torch.cdist(s, E).argmin(1) == codes
+            hit += int(right.sum())
+            np.add.at(per_code, (codes.numpy(), 0), right.numpy().astype(float))
+            np.add.at(per_code, (codes.numpy(), 1), 1.0)
             total += n
             cos.append(torch.nn.functional.cosine_similarity(s, E[codes], dim=-1))
             jump = (s[1:] - s[:-1]).norm(dim=1)
@@ -143,7 +152,10 @@ def tokens(ckpt: str) -> dict[str, float]:
     out = {"nearest_token_is_true_code": hit / total, "mean_cosine_to_true_code_token": float(torch.cat(cos).mean()),
            "token_change_at_event_frames": float(np.mean(jump_ev)),
            "token_change_far_from_events": float(np.mean(jump_far)),
-           "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean())}
+           "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean()),
+           # nearest = true code per true code (offsets -2..2 frames, then "no event near")
+           "nearest_is_true_by_code": [round(float(r / max(n, 1)), 3) for r, n in per_code],
+           "frames_by_code": [int(n) for _, n in per_code]}
     print(json.dumps(out, indent=1))
     return out
 

@@ -152,6 +152,29 @@ def test_changing_one_window_of_audio_changes_nearby_tokens_only():
         assert {i for i in range(n) if abs(i - f) > k + 1}.isdisjoint(diff_w)
 
 
+@pytest.mark.parametrize("reach", [(), (2,), (2, 4)])
+def test_audio_patches_depend_exactly_on_their_stated_span(reach):
+    """patch_span is the receptive field, also widened by ``audio_reach``: changing one
+    sample changes the patches whose span holds it, and only those."""
+    cfg = dataclasses.replace(DEBUG, audio_reach=reach)
+    torch.manual_seed(0)
+    enc = TempoTokensNet(cfg).audio.eval()
+    for layer in enc.ctx:                  # non-zero weights, so every reached patch really changes
+        torch.nn.init.normal_(layer.weight, std=0.3)
+    audio = torch.from_numpy(_audio(3, 1.0))
+    j = 8037                         # one sample in the middle (not a window's first: Hann weight 0)
+    changed = audio.clone()
+    changed[0, j] += 1.0
+    with torch.no_grad():
+        a, _ = enc(audio)
+        b, _ = enc(changed)
+    moved = {p for p in range(a.shape[1]) if not torch.equal(a[0, p], b[0, p])}
+    spans = {p for p in range(a.shape[1]) if enc.patch_span(p)[0] <= j < enc.patch_span(p)[1]}
+    assert moved == spans
+    assert len(spans) >= 4 + 2 * sum(reach)                   # wider by 2 d patches a dilation
+    assert recipe_config(cfg).get("audio_reach", []) == list(reach)
+
+
 def test_tiny_tags_share_one_recipe():
     tiny = [t for t in tt.CONFIGS if t.endswith("tiny")]
     assert {"tiny", "text_only_tiny", "audio_only_tiny", "text_audio_tiny", "global_tiny", "w1_tiny", "w2_tiny",

@@ -18,8 +18,10 @@ from foleybench.baselines.tempotokens_tiny import (
     Clip,
     TempoTokensNet,
     TempoTokensTrainer,
+    event_code_logits,
     event_codes,
     motion_weights,
+    recipe_config,
 )
 from foleybench.datasets.base import ClipRecord, Manifest
 
@@ -116,6 +118,41 @@ def test_stage2_event_alignment_trains_only_the_audio_side_toward_the_event_toke
         _, _, s = net.context("audio", batch["labels"], batch["audio"], cfg.crop_frames, cfg.fps)
         target = net.text.event_tokens(batch["events"])[:, :, 0]
     torch.testing.assert_close(full - base, 0.5 * (s - target).pow(2).mean())
+
+
+def test_stage2_event_code_ce_is_the_closed_form_and_trains_only_the_audio_side():
+    cfg, net, batch = _stage1_setup()
+    cfg = dataclasses.replace(cfg, event_ce_weight=2.0)
+    net.eval()
+    tr = TempoTokensTrainer()
+    batch = {**batch, "mode": ("audio", 4, False)}
+    net.trained_steps.fill_(cfg.stage1_steps)
+    net.zero_grad(set_to_none=True)
+    tr.loss(net, batch, cfg).backward()
+    assert all(p.grad is None for p in [*net.denoiser.parameters(), *net.text.parameters()])
+    assert all(p.grad is not None for p in [*net.mapper.fc4.parameters(), *net.audio.c1.parameters()])
+    with torch.no_grad():
+        net.trained_steps.fill_(cfg.stage1_steps)
+        full = tr.loss(net, batch, cfg)
+        net.trained_steps.fill_(cfg.stage1_steps)
+        base = tr.loss(net, batch, dataclasses.replace(cfg, event_ce_weight=0.0))
+        _, _, s = net.context("audio", batch["labels"], batch["audio"], cfg.crop_frames, cfg.fps)
+        table = torch.stack([net.text.event_tokens(torch.tensor([[c]]))[0, 0, 0] for c in range(NONE + 1)])
+        logits = event_code_logits(net, s)
+    # logits: minus the distance of each frame token to each code's frozen event token
+    torch.testing.assert_close(logits, -torch.cdist(s, table[None].expand(s.shape[0], -1, -1)), rtol=1e-4,
+                               atol=1e-4)
+    logp = torch.log_softmax(logits, -1).gather(-1, batch["events"][..., None])
+    torch.testing.assert_close(full - base, -2.0 * logp.mean(), rtol=1e-4, atol=1e-5)
+    # the frame token at a code's own event token is classified as that code
+    hit = event_code_logits(net, table[None]).argmax(-1)[0]
+    assert hit.tolist() == list(range(NONE + 1))
+
+
+def test_event_ce_weight_at_zero_leaves_the_recipe_as_before():
+    cfg = tt.CONFIGS["tiny"]
+    assert "event_ce_weight" not in recipe_config(cfg)
+    assert recipe_config(dataclasses.replace(cfg, event_ce_weight=1.0))["event_ce_weight"] == 1.0
 
 
 def _manifest(tmp_path, n: int = 3) -> Manifest:
