@@ -32,6 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 MECHANISMS = ("full", "causal", "frame")
+# FoleyGen-C's cached step folds the cross-attention into the visual memory up to this
+# width (the tiny sizes, where a step's cost is its kernel count); the folded maps are
+# n_heads times the size of the keys and take more arithmetic, so wider models keep SDPA
+FOLD_CROSS_MAX_D = 256
 
 
 @dataclass(frozen=True)
@@ -138,15 +142,18 @@ class Cache:
 
     :meth:`FoleyGenLM.forward` grows ``kv`` by concatenation (any number of columns per
     call); :meth:`FoleyGenLM.step` (one column per call, what generation uses) keeps
-    instead preallocated buffers ``k_buf`` / ``v_buf`` ``[B, h, L_max, d/h]`` per layer,
-    the masks of every step built once (``step_masks``), the positions' sinusoids and the
-    fused projection weights, so a step allocates nothing that grows with the sequence."""
+    instead preallocated buffers ``k_buf`` / ``v_buf`` ``[B, h, L_max, d/h]`` per layer
+    (views of one ``kv_buf`` so a step writes its key and value in one copy), the masks of
+    every step built once (``step_masks``), the positions' sinusoids, the fused projection
+    weights and, for C, the cross-attention folded into the visual memory (``cross``), so a
+    step allocates nothing that grows with the sequence."""
 
     kv: list[list[torch.Tensor]] = field(default_factory=list)
     mem_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     pos: int = 0
     k_buf: list[torch.Tensor] = field(default_factory=list)
     v_buf: list[torch.Tensor] = field(default_factory=list)
+    kv_buf: list[torch.Tensor] = field(default_factory=list)  # [B, 2, h, L_max, d/h]: k_buf, v_buf are its views
     n_prefix: int = 0                       # visual tokens before the audio in k_buf (P)
     step_masks: torch.Tensor | None = None  # [B, S_max, keys]: self-attention (P) or cross (C) rows, as
     #                                         additive float (0 / -inf: what SDPA makes of a bool mask)
@@ -154,6 +161,8 @@ class Cache:
     fused: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
     heads: tuple[torch.Tensor, torch.Tensor] | None = None
     emb: tuple[torch.Tensor, torch.Tensor] | None = None
+    cross: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)  # C, folded:
+    #   per layer (score table [B, S_max, h*F], query-key map [B, d, h*F], value-output map [B, h*F, d])
 
 
 class FoleyGenLM(nn.Module):
@@ -250,8 +259,9 @@ class FoleyGenLM(nn.Module):
         c.step_masks = torch.zeros(c.step_masks.shape, dtype=vis.dtype, device=dev).masked_fill_(~c.step_masks, float("-inf"))
         L = c.n_prefix + max_steps
         for i, blk in enumerate(self.blocks):
-            kb = vis.new_zeros(B, h, L, d // h)
-            vb = vis.new_zeros(B, h, L, d // h)
+            kvb = vis.new_zeros(B, 2, h, L, d // h)  # keys and values of a layer: one write per step
+            c.kv_buf.append(kvb)
+            kb, vb = kvb[:, 0], kvb[:, 1]
             if c.kv:
                 kb[:, :, :Fv], vb[:, :, :Fv] = c.kv[i]
             c.k_buf.append(kb)
@@ -263,11 +273,34 @@ class FoleyGenLM(nn.Module):
                             blk.ff[2].bias,
                             *((blk.n2.weight, blk.n2.bias, cr.q.weight.t(), cr.q.bias, cr.o.weight.t(), cr.o.bias)
                               if cr is not None and blk.n2 is not None else ())))
+        if cfg.variant == "c" and d <= FOLD_CROSS_MAX_D:
+            c.cross = [self._fold_cross(blk.cross, kv, c.step_masks) for blk, kv in zip(self.blocks, c.mem_kv)]
         c.kv = []
         c.heads = (torch.cat([hd.weight for hd in self.heads]).t(), torch.cat([hd.bias for hd in self.heads]))
         c.emb = (torch.cat([e.weight for e in self.emb]),
                  torch.arange(cfg.n_q, device=dev)[None] * (cfg.card + 1))
         return c
+
+    def _fold_cross(self, att: Attention, mem_kv: tuple[torch.Tensor, torch.Tensor], masks: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """FoleyGen-C's cross-attention for :meth:`step_logits`, with the projections folded into
+        the visual memory (fixed for the whole generation). Head h's score of frame j is
+        ``(W_q,h x + b_q,h) . k_hj / sqrt(d/h)``, linear in x: one ``[d, h*F]`` map per clip, its
+        bias and the step's mask in a ``[S_max, h*F]`` table. The output ``W_o concat_h(sum_j
+        a_hj v_hj) + b_o`` is one ``[h*F, d]`` map applied to the flat weights, ``b_o / h`` on
+        every row (each head's weights sum to 1, so the h heads give back b_o once), and the
+        residual is its matmul's input. Four kernels per layer instead of seven; the values
+        differ from SDPA's by float32 rounding (tests compare the steps with the forward)."""
+        k, v = mem_kv  # [B, h, F, d/h]
+        B, h, Fv, dh = k.shape
+        d = h * dh
+        scale = 1.0 / math.sqrt(dh)
+        wq = att.q.weight.view(h, dh, d)
+        qk = torch.einsum("hed,bhje->bdhj", wq, k).reshape(B, d, h * Fv) * scale
+        bias = torch.einsum("he,bhje->bhj", att.q.bias.view(h, dh), k) * scale  # [B, h, F]
+        table = (bias[:, None] + masks[:, :, None]).reshape(B, masks.shape[1], h * Fv)
+        vo = torch.einsum("bhje,dhe->bhjd", v, att.o.weight.view(d, h, dh)).reshape(B, h * Fv, d) + att.o.bias / h
+        return table.contiguous(), qk.contiguous(), vo.contiguous()
 
     @torch.inference_mode()
     def step(self, col: torch.Tensor, cache: Cache) -> torch.Tensor:
@@ -294,21 +327,24 @@ class FoleyGenLM(nn.Module):
         n_keys = c.n_prefix + pos + 1
         mask = c.step_masks[:, pos:pos + 1]  # [B, 1, F (+ S_max)]
         self_mask = mask.narrow(2, 0, n_keys)[:, None] if cfg.variant == "p" else None  # C: all earlier columns
-        cross_mask = mask[:, None] if cfg.variant == "c" else None
         eps = self.norm.eps
         for i, w in enumerate(c.fused):
             hn = F.layer_norm(x, (d,), w[0], w[1], eps)
             qkv = torch.addmm(w[3], hn, w[2]).view(B, 3, h, 1, d // h)
             kb, vb = c.k_buf[i], c.v_buf[i]
-            kb.select(2, n_keys - 1).copy_(qkv[:, 1, :, 0])
-            vb.select(2, n_keys - 1).copy_(qkv[:, 2, :, 0])
+            c.kv_buf[i].narrow(3, n_keys - 1, 1).copy_(qkv.narrow(1, 1, 2))
             y = F.scaled_dot_product_attention(qkv[:, 0], kb.narrow(2, 0, n_keys), vb.narrow(2, 0, n_keys),
                                                attn_mask=self_mask)
             x = x + torch.addmm(w[5], y.view(B, d), w[4])
-            if len(w) > 12:  # C: cross-attention to the visual memory
+            if len(w) > 12 and c.cross:  # C: cross-attention to the visual memory, folded (see _fold_cross)
+                table, qk, vo = c.cross[i]
+                hn = F.layer_norm(x, (d,), w[12], w[13], eps)
+                a = torch.baddbmm(table[:, pos:pos + 1], hn[:, None], qk).view(B, h, -1).softmax(-1)
+                x = torch.baddbmm(x[:, None], a.view(B, 1, -1), vo).view(B, d)
+            elif len(w) > 12:  # C at a larger width: the plain projections (a folded map is h times K's size)
                 hn = F.layer_norm(x, (d,), w[12], w[13], eps)
                 q = torch.addmm(w[15], hn, w[14]).view(B, h, 1, d // h)
-                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=cross_mask)
+                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=mask[:, None])
                 x = x + torch.addmm(w[17], y.view(B, d), w[16])
             hn = F.layer_norm(x, (d,), w[6], w[7], eps)
             x = x + torch.addmm(w[11], F.gelu(torch.addmm(w[9], hn, w[8])), w[10])

@@ -153,9 +153,11 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
     # one buffer: column 0 the start column, column s + 1 the tokens sampled at step s (the
     # input of step s + 1); guided, its rows are the conditional rows then the null rows,
     # which hold the same tokens (written twice, so a step reads its input as a view)
-    rows = 2 * B if guided else B
-    inp = torch.full((rows, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
+    copies = 2 if guided else 1
+    both = torch.full((copies, B, cfg.n_q, S + 1), cfg.card, dtype=torch.long, device=vis.device)
+    inp = both.view(copies * B, cfg.n_q, S + 1)  # one write of a step's tokens fills both copies
     special = inp.new_full((), cfg.card)
+    all_valid = valid.all(1).all(0).tolist()  # columns where no clip has a special cell
     cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     noise = GumbelStream(gens, cfg.n_q, cfg.card, vis.device, chunk=min(S, 32))
     for s in range(S):
@@ -165,9 +167,7 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
             logits = lm(inp[:, :, :s + 1], v_in, nf_in, mechanism)[:, :, -1]
         if guided:
             logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
-        tok = torch.where(valid[:, :, s], sample_tokens(logits.float(), noise, temperature, top_k, top_p), special)
-        inp[:B, :, s + 1] = tok
-        if guided:
-            inp[B:, :, s + 1] = tok
+        tok = sample_tokens(logits.float(), noise, temperature, top_k, top_p)
+        both[:, :, :, s + 1] = tok if all_valid[s] else torch.where(valid[:, :, s], tok, special)
     seq = inp[:B, :, 1:]
     return pat.revert(seq)

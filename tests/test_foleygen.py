@@ -215,10 +215,14 @@ def test_kv_cache_gives_the_tokens_of_full_recomputation(variant, mechanism):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("variant", ["c", "p"])
+@pytest.mark.parametrize("variant,fold", [("c", True), ("c", False), ("p", False)])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_one_column_steps_give_the_logits_of_the_full_forward(variant, mechanism):
-    """lm.step (preallocated buffers, masks built once, fused weights) = lm.forward on the prefix."""
+def test_one_column_steps_give_the_logits_of_the_full_forward(variant, fold, mechanism, monkeypatch):
+    """lm.step (preallocated buffers, masks built once, fused weights; C's cross-attention
+    folded into the visual memory at small widths, plain above) = lm.forward on the prefix."""
+    import foleybench.baselines.foleygen_lm as lm_mod
+
+    monkeypatch.setattr(lm_mod, "FOLD_CROSS_MAX_D", 10**6 if fold else 0)
     lm, g = _lm(variant, seed=12), torch.Generator().manual_seed(12)
     vis, nf = torch.randn(2, 7, 8, generator=g), torch.tensor([7, 3])
     inp = torch.randint(0, lm.cfg.card + 1, (2, lm.cfg.n_q, 13), generator=g)
@@ -228,6 +232,7 @@ def test_one_column_steps_give_the_logits_of_the_full_forward(variant, mechanism
     steps = torch.cat([lm.step(inp[:, :, s:s + 1], cache) for s in range(13)], 2)
     torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
     assert cache.pos == 13 and cache.k_buf[0].shape[2] == cache.n_prefix + 13
+    assert bool(cache.cross) == (variant == "c" and fold)
 
 
 def test_a_clip_generates_the_same_tokens_alone_and_in_a_batch():
