@@ -270,6 +270,107 @@ def _iter_video_pyav(p: Path, batch: int) -> tuple[float, Iterator[np.ndarray]]:
     return fps, gen()
 
 
+def container_seconds(path: str | os.PathLike) -> float | None:
+    """The length the container's header declares (no decode; None when it declares none)."""
+    with _open(_check_file(path)) as c:
+        return c.duration / 1e6 if c.duration else None
+
+
+@dataclass(frozen=True)
+class PickedFrames:
+    """Which frames ``read_video(path, duration_s=..., pick=...)`` would return, without
+    decoding them: absolute frame indices (ascending) and the backend that numbers them
+    that way. :func:`iter_picked` decodes them a few at a time."""
+
+    path: str
+    fps: float
+    indices: np.ndarray
+    backend: str  # "decord" or "pyav"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def plan_picked(path: str | os.PathLike, *, duration_s: float | None,
+                pick: Callable[[int, float], np.ndarray]) -> PickedFrames:
+    """The frames :func:`read_video` with ``start_s=0`` and ``pick`` selects (the same
+    backend choice: decord unless missing, unable or mis-indexing; then PyAV, whose frame
+    count is the demuxed packets', :func:`probe`'s), decoding none of them."""
+    p = _check_file(path)
+    with _open(p) as c:
+        if not c.streams.video:
+            raise InputError(p, "no video stream")
+    try:
+        import decord
+
+        vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        n_all = len(vr)
+        if n_all == 0:
+            raise InputError(p, "video has no frames")
+        if float(vr.get_frame_timestamp(0)[0]) < -1e-3:
+            raise ValueError("decord mis-indexes this file")
+        fps, backend = float(vr.get_avg_fps()), "decord"
+    except InputError:
+        raise
+    except Exception:  # decord missing or unable: PyAV, as read_video
+        info = probe(p)
+        if not info.fps:
+            raise InputError(p, "video stream has no frame rate") from None
+        if not info.n_frames:
+            raise InputError(p, "video has no frames") from None
+        n_all, fps, backend = int(info.n_frames), float(info.fps), "pyav"
+    _, n = _span(fps, 0.0, duration_s, None)
+    stop = n_all if n is None else min(n_all, n)
+    idx = np.asarray(pick(stop, fps), dtype=np.int64)
+    if not len(idx):
+        raise InputError(p, "no frames picked from the requested span")
+    if (np.diff(idx) < 0).any():
+        raise ValueError("picked frame indices must be ascending")
+    return PickedFrames(str(p), fps, idx, backend)
+
+
+def iter_picked(plan: PickedFrames, batch: int = 16) -> Iterator[np.ndarray]:
+    """The frames of ``plan`` as uint8 ``[k <= batch, H, W, 3]`` RGB arrays, in order; their
+    concatenation is ``read_video(...).frames`` for the same pick. Never more than one
+    batch of frames is held (a long video's sampled frames would grow with its length)."""
+    p = Path(plan.path)
+    idx = plan.indices
+    if plan.backend == "decord":
+        import decord
+
+        vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        for lo in range(0, len(idx), batch):
+            try:
+                frames = vr.get_batch([int(i) for i in idx[lo:lo + batch]]).asnumpy()
+            except Exception as e:
+                raise InputError(p, f"decord failed at frame {int(idx[lo])} ({e})") from e
+            yield check_video(frames, p)
+        return
+    want, k, buf = set(int(i) for i in idx), 0, []
+    with _open(p) as c:
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        tb, t_start = vs.time_base, vs.start_time or 0
+        try:
+            for j, frame in enumerate(c.decode(vs)):
+                i = round(float((frame.pts - t_start) * tb) * plan.fps) if frame.pts is not None else j
+                if i < 0 or i not in want:
+                    continue
+                buf.append(frame.to_ndarray(format="rgb24"))
+                k += 1
+                if len(buf) == batch:
+                    yield check_video(np.stack(buf), p)
+                    buf = []
+                if k == len(idx):
+                    break
+        except av.error.FFmpegError as e:
+            raise InputError(p, f"corrupt video stream ({e})") from e
+    if buf:
+        yield check_video(np.stack(buf), p)
+    if k < len(idx):
+        raise InputError(p, f"decoded {k} of the {len(idx)} frames the header promises")
+
+
 def _span(fps: float, start_s: float, duration_s: float | None, max_frames: int | None) -> tuple[int, int | None]:
     first = max(0, round(start_s * fps))
     n = round(duration_s * fps) if duration_s is not None else None
