@@ -6,11 +6,18 @@ planned (which frames) when loaded and decoded a few frames at a time when embed
 Here the threshold and the pass size are shrunk so a 24 s test video takes the streamed
 route; the frames must be exactly the plain reader's and the embedding the in-memory
 route's up to float32 rounding of the mean.
+
+AV-Align's audio onsets (V2A: of the generated audio) read the whole file, resampled it and
+took its whole spectrogram (librosa); a long file's onsets are now streamed
+(``av_align.streamed_audio_onsets``) and must equal librosa's on short files cut into many
+small blocks.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 
+import av
 import numpy as np
 import pytest
 
@@ -75,3 +82,71 @@ def test_imagebind_long_video_streams_to_the_in_memory_value(tmp_path, monkeypat
     # the clip length still bounds what is sampled: 10 s is not long, 20 s is
     assert isinstance(emb.load_input(path, ScoreContext(device="cpu", proxy=True, clip_seconds=4.0)), np.ndarray)
     assert len(emb.load_input(path, ScoreContext(device="cpu", proxy=True, clip_seconds=20.0)).plan) == 10
+
+
+# ------------------------------------------------------------------ AV-Align's audio onsets
+def _clicks(seconds: float, rate: int, channels: int, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 0.01 * rng.standard_normal((int(seconds * rate), channels))
+    for t in rng.uniform(0.2, seconds - 0.2, int(seconds * 2)):
+        i = int(t * rate)
+        x[i:i + rate // 50] += rng.uniform(0.3, 0.8) * np.hanning(rate // 50)[:, None]
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("rate,channels,fmt", [(44100, 2, "wav"), (22050, 1, "wav"), (48000, 2, "m4a"),
+                                               (16000, 6, "flac")])
+def test_streamed_onsets_are_librosas(tmp_path, monkeypatch, rate, channels, fmt):
+    import librosa
+    import soundfile as sf
+
+    from foleybench import media_long
+    A = importlib.import_module("foleybench.metrics.functional.av_align")
+
+    x = _clicks(8.3, rate, channels)
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "m4a":
+        c = av.open(str(path), "w")
+        st = c.add_stream("aac", rate=rate)
+        st.layout = "stereo"
+        pts = 0
+        for i in range(0, len(x) - 1024, 1024):
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[i:i + 1024].T), format="fltp", layout="stereo")
+            fr.sample_rate, fr.pts = rate, pts
+            pts += 1024
+            for pk in st.encode(fr):
+                c.mux(pk)
+        for pk in st.encode():
+            c.mux(pk)
+        c.close()
+    else:
+        sf.write(str(path), x, rate)
+    samples, sr = A._read_audio(path)
+    y = librosa.resample(librosa.to_mono(samples), orig_sr=sr, target_sr=A.AUDIO_SR, res_type="soxr_hq")
+    whole_env = librosa.onset.onset_strength(y=y, sr=A.AUDIO_SR)
+    whole = A.audio_onsets(samples, sr)
+    monkeypatch.setattr(media_long, "_BLOCK", 5000)  # many decoder blocks
+    monkeypatch.setattr(A, "ONSET_BLOCK_FRAMES", 37)  # many STFT blocks, odd sizes
+    env = A.streamed_onset_envelope(path)
+    # the mel product is a float32 BLAS call whose rounding follows its column blocking
+    # (the whole-array call's result also changes with the thread count): rounding level
+    assert env.dtype == whole_env.dtype and env.shape == whole_env.shape
+    np.testing.assert_allclose(env, whole_env, rtol=1e-5, atol=1e-6 * float(whole_env.max()))
+    assert len(whole) > 5 and np.array_equal(A.streamed_audio_onsets(path), whole)
+    # the metric's reader takes the streamed route above media_long.LEAN_ABOVE_S
+    calls = []
+    monkeypatch.setattr(A, "streamed_audio_onsets", lambda p: calls.append(p) or whole)
+    monkeypatch.setattr(media_long, "LEAN_ABOVE_S", 5.0)
+    A._onsets_of(path)
+    assert calls == [path]
+
+
+def test_streamed_onsets_name_an_empty_file(tmp_path):
+    import soundfile as sf
+
+    A = importlib.import_module("foleybench.metrics.functional.av_align")
+
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros((0, 1), np.float32), 22050)
+    with pytest.raises(InputError, match="empty.wav"):
+        A.streamed_audio_onsets(path)
