@@ -42,19 +42,26 @@ def _pick(n: int, fps: float) -> np.ndarray:
     return vp.sample_at_rate(n, fps, ib.VIDEO_FPS)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("backend", ["decord", "pyav-fallback", "pyav"])
 def test_picked_frames_stream_is_the_reader(tmp_path, monkeypatch, backend):
     path = _video(tmp_path / "v.mp4")
     whole = media.read_video(path, pick=_pick, backend="pyav").frames
-    if backend == "pyav":
+    if backend == "pyav-fallback":
         monkeypatch.setitem(sys.modules, "decord", None)  # import fails: PyAV, as read_video
-    plan = media.plan_picked(path, duration_s=None, pick=_pick)
-    assert plan.backend == backend and len(plan) == len(whole) == 12
+    plan = media.plan_picked(path, duration_s=None, pick=_pick, backend="pyav" if backend == "pyav" else "auto")
+    assert plan.backend == backend.split("-")[0] and len(plan) == len(whole) == 12
     batches = list(media.iter_picked(plan, batch=5))
     assert [len(b) for b in batches] == [5, 5, 2]
     assert np.array_equal(np.concatenate(batches), whole)
     # a clip length caps the span the pick sees, as read_video's duration_s does
     assert len(media.plan_picked(path, duration_s=10.0, pick=_pick)) == 5
+
+    def repeats(n: int, fps: float) -> np.ndarray:
+        return np.array([1, 4, 4, 4, 30])
+
+    plan = media.plan_picked(path, duration_s=None, pick=repeats)
+    assert np.array_equal(np.concatenate(list(media.iter_picked(plan, batch=2))),
+                          media.read_video(path, pick=repeats, backend="pyav").frames)
 
 
 def test_plan_picked_names_the_file(tmp_path):
@@ -150,3 +157,24 @@ def test_streamed_onsets_name_an_empty_file(tmp_path):
     sf.write(str(path), np.zeros((0, 1), np.float32), 22050)
     with pytest.raises(InputError, match="empty.wav"):
         A.streamed_audio_onsets(path)
+
+
+def test_pyav_pick_of_a_long_span_holds_only_the_picked_frames(tmp_path, monkeypatch):
+    """read_video's PyAV route (decord missing or mis-indexing) with ``pick``: a span longer
+    than media.PICK_STREAM_ABOVE_S is counted, then decoded again keeping the picked frames
+    (repeats included), never held whole; the frames are those of the plain route."""
+    path = _video(tmp_path / "v.mp4")
+
+    def pick(n: int, fps: float) -> np.ndarray:
+        return np.array([0, 3, 3, min(n - 1, 9), 7])  # repeated and unordered, as a pick may return
+
+    plain = media.read_video(path, pick=pick, backend="pyav").frames
+    held = []
+    real = media._read_video_pyav
+    monkeypatch.setattr(media, "_read_video_pyav", lambda *a: held.append(a) or real(*a))
+    monkeypatch.setattr(media, "PICK_STREAM_ABOVE_S", 5.0)
+    streamed = media.read_video(path, pick=pick, backend="pyav").frames
+    assert held == [] and np.array_equal(streamed, plain)
+    # a clip length under the threshold keeps the plain route
+    media.read_video(path, duration_s=4.0, pick=pick, backend="pyav")
+    assert len(held) == 1

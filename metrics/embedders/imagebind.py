@@ -176,7 +176,7 @@ class ImageBind(VideoEmbedder):
         if _is_long_video(path, ctx.clip_seconds):
             # never held: its sampled frames (150 KB each at 224 p, one per 2 s) grow with length
             try:
-                return LongVideo(media.plan_picked(path, duration_s=ctx.clip_seconds, pick=pick))
+                return LongVideo(media.plan_picked(path, duration_s=ctx.clip_seconds, pick=pick, backend="pyav"))
             except InputError:
                 raise
             except Exception as exc:  # a decoder error must name the file
