@@ -178,3 +178,29 @@ def test_pyav_pick_of_a_long_span_holds_only_the_picked_frames(tmp_path, monkeyp
     # a clip length under the threshold keeps the plain route
     media.read_video(path, duration_s=4.0, pick=pick, backend="pyav")
     assert len(held) == 1
+
+
+def test_imagebind_long_video_decode_error_excludes_only_that_clip(tmp_path, monkeypatch):
+    """A long video is decoded only while embedded: a decoder error there is that clip's
+    InputError (naming the file), and the other clips of the batch are embedded."""
+    from foleybench.cache import cached_apply
+
+    good, bad = _video(tmp_path / "good.mp4"), _video(tmp_path / "bad.mp4", seconds=26.0)  # not one content key
+    ctx = ScoreContext(device="cpu", proxy=True, cache_dir=str(tmp_path / "cache"))
+    emb = ib.build(mode="proxy", seed=0)
+    monkeypatch.setattr(ib, "LONG_VIDEO_S", 5.0)
+    real = media.iter_picked
+
+    def failing(plan, batch=16):
+        if plan.path.endswith("bad.mp4"):
+            raise InputError(plan.path, "corrupt video stream (test)")
+        return real(plan, batch)
+
+    monkeypatch.setattr(media, "iter_picked", failing)
+    out = cached_apply(emb, [bad, good], ctx, "ib_video", load=lambda p: emb.load_video(p, ctx),
+                       apply=emb.embed_video)
+    assert isinstance(out[0], InputError) and "bad.mp4" in str(out[0]) and "corrupt" in str(out[0])
+    assert isinstance(out[1], np.ndarray) and out[1].shape == (1, emb.dim)
+    # nothing was cached for the bad clip: a second run reports it again
+    again = cached_apply(emb, [bad], ctx, "ib_video", load=lambda p: emb.load_video(p, ctx), apply=emb.embed_video)
+    assert isinstance(again[0], InputError)

@@ -202,12 +202,18 @@ class ImageBind(VideoEmbedder):
         ``inputs``: :meth:`load_input`'s uint8 frames. Videos of one shape whose 2-frame
         clips number at most :data:`GROUP_ROWS` in all share one pass; a video with more is
         embedded :data:`SUBCLIP_CHUNK` clips at a time and its unit vectors averaged (the
-        same rows and the same mean; memory bounded by the chunk, not the video's length)."""
+        same rows and the same mean; memory bounded by the chunk, not the video's length).
+        A :class:`LongVideo` is decoded here, a pass at a time (:meth:`_embed_long`); a
+        decoding error then takes its slot as the :class:`InputError` (the cache reports it
+        as a load error, the rest of the batch proceeds)."""
         res: list[np.ndarray | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
         for i, x in enumerate(inputs):
             if isinstance(x, LongVideo):
-                res[i] = self._embed_long(x)
+                try:
+                    res[i] = self._embed_long(x)
+                except InputError as exc:  # decoded only now: reported in its slot (foleybench.cache)
+                    res[i] = exc  # type: ignore[assignment]
             else:
                 groups.setdefault(tuple(np.shape(x)), []).append(i)
         for shape, idx in groups.items():
