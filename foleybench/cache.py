@@ -311,6 +311,9 @@ def cached_apply(
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")
             for (i, _), v in zip(good, values):
+                if isinstance(v, InputError):  # a streamed input found bad while embedded
+                    out[i] = v
+                    continue
                 stats = stats_what is not None and is_stats(v)
                 if not stats:
                     v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)

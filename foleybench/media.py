@@ -190,10 +190,24 @@ def read_video(path: str | os.PathLike, *, start_s: float = 0.0, duration_s: flo
         except Exception as e:  # decord raises its own DECORDError / RuntimeError types
             if backend == "decord":
                 raise InputError(p, f"decord cannot read it ({e})") from e
+    if pick is not None and _long_span(p, start_s, duration_s):
+        return _read_video_pyav_picked(p, start_s, duration_s, max_frames, pick)
     clip = _read_video_pyav(p, start_s, duration_s, max_frames)
     if pick is None:
         return clip
     return VideoClip(clip.frames[np.asarray(pick(len(clip.frames), clip.fps), dtype=np.int64)], clip.fps, clip.path)
+
+
+PICK_STREAM_ABOVE_S = 60.0  # PyAV route: a longer span is decoded twice rather than held
+
+
+def _long_span(p: Path, start_s: float, duration_s: float | None) -> bool:
+    """True when a span may be longer than :data:`PICK_STREAM_ABOVE_S` (the container
+    declares more, or nothing, and no shorter ``duration_s`` caps it)."""
+    if duration_s is not None and duration_s <= PICK_STREAM_ABOVE_S:
+        return False
+    secs = container_seconds(p)
+    return secs is None or secs - start_s > PICK_STREAM_ABOVE_S
 
 
 def iter_video(path: str | os.PathLike, batch: int = 32) -> tuple[float, Iterator[np.ndarray]]:
@@ -270,6 +284,115 @@ def _iter_video_pyav(p: Path, batch: int) -> tuple[float, Iterator[np.ndarray]]:
     return fps, gen()
 
 
+def container_seconds(path: str | os.PathLike) -> float | None:
+    """The length the container's header declares (no decode; None when it declares none)."""
+    with _open(_check_file(path)) as c:
+        return c.duration / 1e6 if c.duration else None
+
+
+@dataclass(frozen=True)
+class PickedFrames:
+    """Which frames ``read_video(path, duration_s=..., pick=...)`` would return, without
+    decoding them: absolute frame indices (ascending) and the backend that numbers them
+    that way. :func:`iter_picked` decodes them a few at a time."""
+
+    path: str
+    fps: float
+    indices: np.ndarray
+    backend: str  # "decord" or "pyav"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def plan_picked(path: str | os.PathLike, *, duration_s: float | None,
+                pick: Callable[[int, float], np.ndarray], backend: str = "auto") -> PickedFrames:
+    """The frames :func:`read_video` with ``start_s=0`` and ``pick`` selects, decoding none
+    of them. ``backend`` "auto" chooses as :func:`read_video` does (decord unless missing,
+    unable or mis-indexing; then PyAV, its frames counted by one decoding pass); "pyav"
+    reads with PyAV and takes the frame count from the headers (:func:`probe`: the declared
+    count where it matches duration x fps, else the demuxed packets), no decoding pass.
+    :func:`iter_picked`'s PyAV route decodes sequentially and holds one batch; its decord
+    route seeks, and decord's seeking decoder grew resident memory with every call
+    interleaved with other work (ImageBind on a 60-minute video: +210 MB)."""
+    if backend not in ("auto", "pyav"):
+        raise ValueError(f"backend must be auto or pyav, not {backend!r}")
+    p = _check_file(path)
+    with _open(p) as c:
+        if not c.streams.video:
+            raise InputError(p, "no video stream")
+    if backend == "pyav":
+        info = probe(p)
+        if not info.fps:
+            raise InputError(p, "video stream has no frame rate")
+        if not info.n_frames:
+            raise InputError(p, "video has no frames")
+        return _plan(p, float(info.fps), int(info.n_frames), duration_s, pick, "pyav")
+    try:
+        import decord
+
+        vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        n_all = len(vr)
+        if n_all == 0:
+            raise InputError(p, "video has no frames")
+        if float(vr.get_frame_timestamp(0)[0]) < -1e-3:
+            raise ValueError("decord mis-indexes this file")
+        fps, backend = float(vr.get_avg_fps()), "decord"
+    except InputError:
+        raise
+    except Exception:  # decord missing or unable: PyAV, as read_video (one counting pass)
+        fps, backend = _pyav_rate(p), "pyav"
+        n_all = sum(1 for _ in _pyav_span_frames(p, fps, 0.0, duration_s, None))
+    return _plan(p, fps, n_all, duration_s, pick, backend)
+
+
+def _plan(p: Path, fps: float, n_all: int, duration_s: float | None, pick: Callable[[int, float], np.ndarray],
+          backend: str) -> PickedFrames:
+    _, n = _span(fps, 0.0, duration_s, None)
+    stop = n_all if n is None else min(n_all, n)
+    idx = np.asarray(pick(stop, fps), dtype=np.int64)
+    if not len(idx):
+        raise InputError(p, "no frames picked from the requested span")
+    if (np.diff(idx) < 0).any():
+        raise ValueError("picked frame indices must be ascending")
+    return PickedFrames(str(p), fps, idx, backend)
+
+
+def iter_picked(plan: PickedFrames, batch: int = 16) -> Iterator[np.ndarray]:
+    """The frames of ``plan`` as uint8 ``[k <= batch, H, W, 3]`` RGB arrays, in order; their
+    concatenation is ``read_video(...).frames`` for the same pick. Never more than one
+    batch of frames is held (a long video's sampled frames would grow with its length)."""
+    p = Path(plan.path)
+    idx = plan.indices
+    if plan.backend == "decord":
+        import decord
+
+        vr = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        for lo in range(0, len(idx), batch):
+            try:
+                frames = vr.get_batch([int(i) for i in idx[lo:lo + batch]]).asnumpy()
+            except Exception as e:
+                raise InputError(p, f"decord failed at frame {int(idx[lo])} ({e})") from e
+            yield check_video(frames, p)
+        return
+    want = {int(i): int(c) for i, c in zip(*np.unique(idx, return_counts=True))}  # an index may repeat
+    k, buf = 0, []
+    for j, frame in enumerate(_pyav_span_frames(p, plan.fps, 0.0, None, int(idx[-1]) + 1)):
+        if j not in want:
+            continue
+        rgb = frame.to_ndarray(format="rgb24")
+        for _ in range(want[j]):
+            buf.append(rgb)
+            k += 1
+            if len(buf) == batch:
+                yield check_video(np.stack(buf), p)
+                buf = []
+    if buf:
+        yield check_video(np.stack(buf), p)
+    if k < len(idx):
+        raise InputError(p, f"decoded {k} of the {len(idx)} frames planned")
+
+
 def _span(fps: float, start_s: float, duration_s: float | None, max_frames: int | None) -> tuple[int, int | None]:
     first = max(0, round(start_s * fps))
     n = round(duration_s * fps) if duration_s is not None else None
@@ -301,17 +424,24 @@ def _read_video_decord(p: Path, start_s: float, duration_s: float | None, max_fr
     return VideoClip(check_video(frames, p), fps, str(p))
 
 
-def _read_video_pyav(p: Path, start_s: float, duration_s: float | None, max_frames: int | None) -> VideoClip:
+def _pyav_rate(p: Path) -> float:
     with _open(p) as c:
         vs = c.streams.video[0]
-        vs.thread_type = "AUTO"
         rate = vs.average_rate or vs.guessed_rate
         if not rate:
             raise InputError(p, "video stream has no frame rate")
-        fps, tb = float(rate), vs.time_base
-        t_start = vs.start_time or 0
-        first, n = _span(fps, start_s, duration_s, max_frames)
-        out: list[np.ndarray] = []
+        return float(rate)
+
+
+def _pyav_span_frames(p: Path, fps: float, start_s: float, duration_s: float | None,
+                      max_frames: int | None) -> Iterator[av.VideoFrame]:
+    """The decoded frames PyAV's route returns for the span, in order (not converted)."""
+    first, n = _span(fps, start_s, duration_s, max_frames)
+    got = 0
+    with _open(p) as c:
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        tb, t_start = vs.time_base, vs.start_time or 0
         try:
             if first > 0:  # seek lands on the keyframe at or before the target
                 c.seek(t_start + int(first / fps / tb), stream=vs, backward=True)
@@ -319,14 +449,33 @@ def _read_video_pyav(p: Path, start_s: float, duration_s: float | None, max_fram
                 idx = round(float((frame.pts - t_start) * tb) * fps) if frame.pts is not None else k
                 if idx < first:
                     continue
-                out.append(frame.to_ndarray(format="rgb24"))
-                if n is not None and len(out) >= n:
+                yield frame
+                got += 1
+                if n is not None and got >= n:
                     break
         except av.error.FFmpegError as e:
             raise InputError(p, f"corrupt video stream ({e})") from e
-    if not out:
+    if not got:
         raise InputError(p, "video has no frames" if first == 0 else f"no frames at or after start_s={start_s}")
+
+
+def _read_video_pyav(p: Path, start_s: float, duration_s: float | None, max_frames: int | None) -> VideoClip:
+    fps = _pyav_rate(p)
+    out = [frame.to_ndarray(format="rgb24") for frame in _pyav_span_frames(p, fps, start_s, duration_s, max_frames)]
     return VideoClip(check_video(np.stack(out), p), fps, str(p))
+
+
+def _read_video_pyav_picked(p: Path, start_s: float, duration_s: float | None, max_frames: int | None,
+                            pick: Callable[[int, float], np.ndarray]) -> VideoClip:
+    """``_read_video_pyav`` then ``pick``, holding only the picked frames: one pass counts the
+    span's frames, a second converts the picked ones (twice the decoding, for long spans)."""
+    fps = _pyav_rate(p)
+    n = sum(1 for _ in _pyav_span_frames(p, fps, start_s, duration_s, max_frames))
+    idx = np.asarray(pick(n, fps), dtype=np.int64)
+    want = set(int(i) for i in idx)
+    kept = {k: f.to_ndarray(format="rgb24")
+            for k, f in enumerate(_pyav_span_frames(p, fps, start_s, duration_s, max_frames)) if k in want}
+    return VideoClip(check_video(np.stack([kept[int(i)] for i in idx]), p), fps, str(p))
 
 
 # ----------------------------------------------------------------------------- audio

@@ -20,6 +20,7 @@ channel (kaldi fbank reads channel 0).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,6 +73,8 @@ def fbank_clip(wave: torch.Tensor, sr: int = AUDIO_RATE) -> torch.Tensor:
 
 GROUP_ROWS = 96    # 2-frame clips of several videos embedded in one pass (8 clips of 10 s)
 SUBCLIP_CHUNK = 32  # 2-frame clips per pass when one video has more (long videos)
+LONG_VIDEO_S = 60.0  # a video whose sampled span is longer than this is streamed (LongVideo)
+STREAM_PAIRS = 10   # frame pairs per streamed pass (3 crops x 10 = 30 clips, about SUBCLIP_CHUNK)
 
 
 def video_frames(frames: np.ndarray) -> torch.Tensor:
@@ -80,6 +83,34 @@ def video_frames(frames: np.ndarray) -> torch.Tensor:
     x = vp.frames_to_tensor(frames)
     x = vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8")
     return x.repeat(2, 1, 1, 1) if len(x) == 1 else x
+
+
+def video_frames_many(frames: np.ndarray) -> torch.Tensor:
+    """:func:`video_frames` without the lone-frame repeat (a streamed chunk of a longer video)."""
+    x = vp.frames_to_tensor(frames)
+    return vp.resize(x, vp.short_side_size(*x.shape[-2:], 224), "bicubic_aa_uint8")
+
+
+@dataclass(frozen=True)
+class LongVideo:
+    """A long video's ImageBind input: which frames to sample (:class:`media.PickedFrames`),
+    decoded only while embedded (:meth:`ImageBind._embed_long`)."""
+
+    plan: media.PickedFrames
+
+
+def _is_long_video(path: str, clip_seconds: float | None) -> bool:
+    """True when the span ImageBind samples may be longer than :data:`LONG_VIDEO_S`: the
+    container's declared length (capped by ``clip_seconds``) is, or it declares none."""
+    if clip_seconds is not None and clip_seconds <= LONG_VIDEO_S:
+        return False
+    try:
+        secs = media.container_seconds(path)
+    except InputError:
+        return False  # the plain reader reports it
+    if secs is None:
+        return True
+    return min(secs, clip_seconds if clip_seconds is not None else secs) > LONG_VIDEO_S
 
 
 def n_subclips(n_frames: int) -> int:
@@ -142,6 +173,14 @@ class ImageBind(VideoEmbedder):
                 raise InputError(path, f"video shorter than one frame at {VIDEO_FPS} fps ({dur:.2f} s)")
             return idx
 
+        if _is_long_video(path, ctx.clip_seconds):
+            # never held: its sampled frames (150 KB each at 224 p, one per 2 s) grow with length
+            try:
+                return LongVideo(media.plan_picked(path, duration_s=ctx.clip_seconds, pick=pick, backend="pyav"))
+            except InputError:
+                raise
+            except Exception as exc:  # a decoder error must name the file
+                raise InputError(path, f"could not decode video ({type(exc).__name__}: {exc})") from exc
         # uint8 resized frames (the 2-frame clips are built when embedded, a chunk at a time):
         # a long video's clips would be 3 x 2 float copies of every frame.
         return video_frames(read_frames(path, duration_s=ctx.clip_seconds, pick=pick).frames).numpy()
@@ -163,11 +202,20 @@ class ImageBind(VideoEmbedder):
         ``inputs``: :meth:`load_input`'s uint8 frames. Videos of one shape whose 2-frame
         clips number at most :data:`GROUP_ROWS` in all share one pass; a video with more is
         embedded :data:`SUBCLIP_CHUNK` clips at a time and its unit vectors averaged (the
-        same rows and the same mean; memory bounded by the chunk, not the video's length)."""
+        same rows and the same mean; memory bounded by the chunk, not the video's length).
+        A :class:`LongVideo` is decoded here, a pass at a time (:meth:`_embed_long`); a
+        decoding error then takes its slot as the :class:`InputError` (the cache reports it
+        as a load error, the rest of the batch proceeds)."""
         res: list[np.ndarray | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
         for i, x in enumerate(inputs):
-            groups.setdefault(tuple(np.shape(x)), []).append(i)
+            if isinstance(x, LongVideo):
+                try:
+                    res[i] = self._embed_long(x)
+                except InputError as exc:  # decoded only now: reported in its slot (foleybench.cache)
+                    res[i] = exc  # type: ignore[assignment]
+            else:
+                groups.setdefault(tuple(np.shape(x)), []).append(i)
         for shape, idx in groups.items():
             frames = [torch.from_numpy(np.asarray(inputs[i])) for i in idx]
             s = n_subclips(shape[0])
@@ -181,6 +229,29 @@ class ImageBind(VideoEmbedder):
                                   for lo in range(0, s, SUBCLIP_CHUNK)])
                 res[i] = rows.mean(dim=0, keepdim=True).numpy().astype(np.float32)
         return res  # type: ignore[return-value]
+
+    def _embed_long(self, v: "LongVideo") -> np.ndarray:
+        """``[1, dim]``: the mean of a long video's 2-frame clip unit vectors, its sampled
+        frames decoded :data:`STREAM_PAIRS` at a time (each pass: that run of frame pairs in
+        the 3 crops, the last frame carried to the next pass), the rows summed in float64.
+        The same rows as the in-memory route's; only the order and precision of the mean
+        differ (float32 rounding, tests/test_long_video.py)."""
+        total = torch.zeros(self.dim, dtype=torch.float64)
+        count, prev = 0, None
+        for raw in media.iter_picked(v.plan, batch=STREAM_PAIRS):
+            f = video_frames_many(raw) if prev is None else torch.cat([prev, video_frames_many(raw)])
+            pairs = len(f) - 1
+            if pairs >= 1:
+                rows = self._forward(self.net.embed_vision_rows, subclips(f, 0, 3 * pairs))
+                total += rows.double().sum(dim=0)
+                count += len(rows)
+            prev = f[-1:]
+            del f
+        if count == 0:  # a single sampled frame: repeated, ImageBind's image path
+            assert prev is not None
+            rows = self._forward(self.net.embed_vision_rows, subclips(prev.repeat(2, 1, 1, 1), 0, 3))
+            total, count = rows.double().sum(dim=0), len(rows)
+        return (total / count).float().numpy()[None]
 
     embed_video = embed_inputs
 

@@ -254,8 +254,139 @@ def _read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def _onsets_of(audio_path: str | os.PathLike) -> np.ndarray:
+    """Onset times of a file: a long one (``media_long.LEAN_ABOVE_S``, or of undeclared
+    length) streamed (:func:`streamed_audio_onsets`), never decoded whole."""
+    from foleybench import media_long
+
+    secs = media_long.declared_seconds(audio_path)
+    if secs is None or secs > media_long.LEAN_ABOVE_S:
+        return streamed_audio_onsets(audio_path)
     samples, sr = _read_audio(audio_path)
     return audio_onsets(samples, sr)
+
+
+N_FFT, HOP, TOP_DB, AMIN = 2048, 512, 80.0, 1e-10  # librosa onset_strength / power_to_db defaults
+ONSET_BLOCK_FRAMES = 2048  # STFT frames per streamed block (a 2048-sample float64 frame is 16 KB)
+_RESAMPLE_HOLD = 4096  # resampled samples kept unframed until the stream's end (librosa's fix_length)
+
+
+def streamed_audio_onsets(path: str | os.PathLike) -> np.ndarray:
+    """:func:`audio_onsets` of ``read_audio(path)`` without holding the decoded file, its
+    resampled signal or its spectrogram (a 60-minute file's STFT alone is 1.3 GB): peak
+    picking with ``librosa.onset.onset_detect``'s defaults on :func:`streamed_onset_envelope`."""
+    import librosa
+
+    onset_frames = librosa.onset.onset_detect(onset_envelope=streamed_onset_envelope(path), sr=AUDIO_SR)
+    return np.asarray(librosa.frames_to_time(onset_frames, sr=AUDIO_SR), dtype=np.float64)
+
+
+def streamed_onset_envelope(path: str | os.PathLike) -> np.ndarray:
+    """``librosa.onset.onset_strength(y=y, sr=22050)`` of the ``y`` :func:`audio_onsets`
+    makes of ``read_audio(path)`` (float32 ``[frames]``), streamed.
+
+    The same arithmetic, frame by frame, as librosa's whole-array calls: blocks are mixed
+    to mono (``librosa.to_mono``), resampled by soxr's stream (the same samples as
+    ``soxr.resample``, then librosa's ``fix_length``), framed as ``stft(center=True,
+    pad_mode="constant")`` frames them, and each block of frames goes through the float64
+    window product, ``rfft``, complex64 magnitude, power, the mel ``einsum`` and the dB
+    scale. ``power_to_db``'s ``top_db`` floor needs the whole file's maximum, so the
+    per-frame mel dB columns (512 bytes each, 43 per second) wait in an unlinked temporary
+    file and a second pass floors them, forms the onset envelope (positive difference,
+    mean over mel bands) and keeps only it (4 bytes per frame). Every step is bit-identical
+    to librosa's except the mel product, a float32 BLAS call whose rounding follows its
+    column blocking (the whole-array call's also changes with the thread count): the
+    envelope agrees to float32 rounding (~1e-7 relative) and the onsets were equal on every
+    file tested (tests/test_long_video.py)."""
+    import tempfile
+
+    import librosa
+    import soxr
+
+    from foleybench import media_long
+
+    p = str(path)
+    sr = media_long._sample_rate(media_long.media._check_file(p))
+    mel = librosa.filters.mel(sr=AUDIO_SR, n_fft=N_FFT, fmax=0.5 * AUDIO_SR)
+    window = librosa.util.pad_center(librosa.filters.get_window("hann", N_FFT, fftbins=True), size=N_FFT)
+    window = window.reshape(-1, 1)
+    stream = None if sr == AUDIO_SR else soxr.ResampleStream(sr, AUDIO_SR, 1, dtype="float32", quality="soxr_hq")
+    half = N_FFT // 2
+    buf = np.zeros(half, np.float32)  # y_pad from global index ``start``: the constant centre padding
+    start, t_next, n_in, n_out = 0, 0, 0, 0
+    top = -np.inf
+    sizes: list[int] = []
+
+    with tempfile.TemporaryFile() as spill:
+        def frames_upto(limit: int) -> None:
+            """Frame, transform and spill every frame whose window ends at or before y_pad[limit]."""
+            nonlocal buf, start, t_next, top
+            while True:
+                last = (limit - N_FFT) // HOP  # last frame index that fits
+                k = min(last - t_next + 1, ONSET_BLOCK_FRAMES)
+                if k <= 0:
+                    return
+                off = t_next * HOP - start
+                seg = buf[off:off + (k - 1) * HOP + N_FFT]
+                y_frames = np.lib.stride_tricks.as_strided(seg, shape=(N_FFT, k), strides=(4, 4 * HOP), writeable=False)
+                spec = np.fft.rfft(window * y_frames, axis=-2).astype(np.complex64)
+                power = np.abs(spec) ** 2.0
+                melspec = np.einsum("...ft,mf->...mt", power, mel, optimize=True)
+                log_spec = 10.0 * np.log10(np.maximum(AMIN, np.abs(melspec)))
+                log_spec -= 10.0 * np.log10(np.maximum(AMIN, 1.0))
+                top = max(top, float(log_spec.max()))
+                spill.write(np.ascontiguousarray(log_spec, np.float32).tobytes())
+                sizes.append(k)
+                t_next += k
+                drop = t_next * HOP - start  # samples no later frame needs
+                buf = buf[drop:].copy()
+                start += drop
+
+        def feed(y: np.ndarray) -> None:
+            nonlocal buf, n_out
+            if len(y):
+                buf = np.concatenate([buf, y.astype(np.float32, copy=False)])
+                n_out += len(y)
+            frames_upto(start + len(buf) - _RESAMPLE_HOLD)
+
+        for block in media_long.iter_audio_blocks(p):
+            n_in += block.shape[1]
+            mono = librosa.to_mono(block) if block.shape[0] > 1 else block[0]
+            feed(stream.resample_chunk(mono, last=False) if stream is not None else mono)
+        if n_in == 0:
+            raise InputError(p, "zero-length audio")
+        if stream is not None:
+            feed(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        n_y = int(np.ceil(n_in * (float(AUDIO_SR) / sr))) if stream is not None else n_in
+        if n_out > n_y:  # librosa.util.fix_length trims; those samples were held back
+            if n_out - n_y > len(buf) - half:
+                raise RuntimeError("resampler overshoot beyond the held-back samples")
+            buf = buf[:len(buf) - (n_out - n_y)]
+        buf = np.concatenate([buf, np.zeros(max(0, n_y - n_out) + half, np.float32)])  # fix_length pad, centre pad
+        frames_upto(start + len(buf))
+        n_frames = 1 + n_y // HOP
+        if t_next != n_frames:
+            raise RuntimeError(f"framed {t_next} of {n_frames} STFT frames")
+
+        # second pass: the top_db floor, then the onset envelope (lag 1, mean over mel bands)
+        floor = np.float32(top) - TOP_DB
+        spill.seek(0)
+        env = np.zeros(n_frames, np.float32)  # the 1 + N_FFT // (2 HOP) leading zeros stay
+        prev: np.ndarray | None = None
+        t = 0
+        n_mel = mel.shape[0]
+        for k in sizes:
+            d = np.frombuffer(spill.read(4 * n_mel * k), np.float32).reshape(n_mel, k)
+            d = np.maximum(d, floor)
+            both = d if prev is None else np.concatenate([prev, d], axis=1)
+            diff = np.maximum(0.0, both[:, 1:] - both[:, :-1])
+            vals = np.mean(diff, axis=-2)
+            lo = t + (1 if prev is None else 0)  # envelope value of frame j sits at j + 2
+            for_pos = np.arange(lo, lo + len(vals)) + 2
+            keep = for_pos < n_frames
+            env[for_pos[keep]] = vals[keep]
+            prev = d[:, -1:]
+            t += k
+    return env
 
 
 def _rgb_stream(video_path: str | os.PathLike) -> tuple[Iterator[np.ndarray], float]:
