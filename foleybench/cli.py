@@ -13,12 +13,37 @@ from foleybench.api import FoleybenchError, ScoreContext
 from foleybench.cli_args import build_parser, parse_opts  # noqa: F401 (parse_opts: re-export)
 
 
+class _Checkpoints(dict):
+    """``--checkpoint`` files by embedder name, remembering which names an embedder looked
+    up: a checkpoint no requested metric uses is said at the end, not silently ignored."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self.asked.add(key)
+        return super().__contains__(key)
+
+    def unused(self) -> list[str]:
+        return [f"--checkpoint {n}={f}: no requested metric uses embedder {n!r}; the file was not loaded"
+                for n, f in self.items() if n not in self.asked]
+
+
 def _ctx(a: argparse.Namespace) -> ScoreContext:
     """The run context; ``--checkpoint`` names are checked against the embedder registry
     (did-you-mean error) and their files for existence, before any work."""
     from foleybench.registry import EMBEDDERS, UnknownNameError, load_plugins
 
-    ckpts = {}
+    ckpts = _Checkpoints()
     for item in a.checkpoint or []:
         name, _, path = item.partition("=")
         if not path:
@@ -33,6 +58,10 @@ def _ctx(a: argparse.Namespace) -> ScoreContext:
         if not Path(path).expanduser().is_file():
             raise FoleybenchError(f"--checkpoint {item!r}: {path} is not a file")
         ckpts[name] = path
+    if not a.no_cache and a.cache_dir:
+        cache = Path(a.cache_dir).expanduser()
+        if cache.exists() and not cache.is_dir():  # every entry would read as damaged
+            raise FoleybenchError(f"--cache-dir {cache}: is a file, not a folder (or pass --no-cache)")
     return ScoreContext(device=a.device, proxy=a.proxy, checkpoints=ckpts,
                         cache_dir=None if a.no_cache else a.cache_dir, batch_size=a.batch_size,
                         amp=not a.no_amp, seed=a.seed, clip_seconds=a.clip_seconds,
@@ -157,6 +186,8 @@ def cmd_score(a: argparse.Namespace) -> int:
     doc = score(a.task, a.pred, manifest, names, ctx, extra=extra, metric_opts=opts, pred_pattern=a.pred_pattern)
     if doc is None:
         return 0  # not rank 0: rank 0 writes the merged results
+    if isinstance(ctx.checkpoints, _Checkpoints):
+        doc["pairing"]["notes"] = list(doc["pairing"].get("notes", [])) + ctx.checkpoints.unused()
     return _write_scores(a.out, doc)
 
 

@@ -26,7 +26,14 @@ from foleybench.hashing import cached_by_stat
 
 TOLERANCE_S = 0.1        # one AAC frame at 16 kHz (0.064 s) and one video frame at 10 fps fit in it
 TOLERANCE_FRAC = 0.01    # and 1 % of the declared length on long files
-CHECK_VERSION = "1"      # part of the remembered answer's key: bump when the rule changes
+CHECK_VERSION = "2"      # part of the remembered answer's key: bump when the rule changes
+# Sample rates a header may declare (Hz). Outside, the header is wrong, not the audio
+# unusual: a "1 Hz" wav of 16000 samples would decode to 4.4 hours at 16 kHz.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+# What soundfile reports for a file's content, by the name's suffix (sf.info().format).
+_FORMAT_OF_SUFFIX = {".wav": ("WAV", "WAVEX", "RF64", "W64"), ".flac": ("FLAC",), ".ogg": ("OGG",),
+                     ".aiff": ("AIFF", "AIFC"), ".aif": ("AIFF", "AIFC")}
 
 
 def tolerance_s(declared_s: float) -> float:
@@ -113,9 +120,33 @@ def _container_problem(p: Path) -> str | None:
     return None
 
 
+def rate_problem(rate: float | None) -> str | None:
+    """Why a declared sample rate cannot be a real one, or None."""
+    if rate is not None and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        return (f"implausible sample rate {rate:g} Hz in the header (accepted {MIN_SAMPLE_RATE}.."
+                f"{MAX_SAMPLE_RATE} Hz)")
+    return None
+
+
+def _rate_problem(p: Path) -> str | None:
+    if p.suffix.lower() in _FORMAT_OF_SUFFIX:
+        try:
+            return rate_problem(sf.info(str(p)).samplerate)
+        except (sf.LibsndfileError, RuntimeError):
+            return None  # unreadable: the decoder reports it
+    try:
+        with av.open(str(p)) as c:
+            return rate_problem(c.streams.audio[0].codec_context.sample_rate) if c.streams.audio else None
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError):
+        return None
+
+
 def _problem(path: str) -> str:
     p = Path(path)
     suffix = p.suffix.lower()
+    rate = _rate_problem(p)
+    if rate:
+        return rate
     if suffix == ".wav":
         return _wav_problem(p) or ""
     if suffix == ".flac":
@@ -133,6 +164,22 @@ def check_complete(path: str | os.PathLike) -> None:
     problem = cached_by_stat(p, f"complete/{CHECK_VERSION}", lambda: _problem(str(p)))
     if problem:
         raise InputError(p, problem)
+
+
+def format_note(path: str | os.PathLike) -> str | None:
+    """A warning when a file's content is another format than its name says (an mp3 or
+    Ogg file named ``.wav``): it is decoded by its content, and this says so."""
+    p = Path(path)
+    want = _FORMAT_OF_SUFFIX.get(p.suffix.lower())
+    if not want:
+        return None
+    try:
+        fmt = sf.info(str(p)).format
+    except (sf.LibsndfileError, RuntimeError):
+        return None  # unreadable: the decoder reports it
+    if fmt in want:
+        return None
+    return f"{p}: holds {fmt} data, not {want[0]} as its name says; decoded as {fmt}"
 
 
 # ------------------------------------------------------------------ protocol length

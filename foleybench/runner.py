@@ -368,7 +368,8 @@ def score_finish(run: dict[str, Any], states: Sequence[dict[str, Any]], metrics:
     doc = {
         "task": run["task"], "pred_dir": run["pred_dir"], "dataset": run["dataset"], "protocol": run["protocol"],
         "pairing": pairing, "metrics": results,
-        "cache": _cache_block([tuple(r) for s in states for r in s["repairs"]]),
+        # and those met while computing (a damaged value memo entry: recomputed, reported)
+        "cache": _cache_block([tuple(r) for s in states for r in s["repairs"]] + _take_repairs()),
         "distributed": env.record(), **run["extra"], **provenance_block(),
     }
     return doc
@@ -425,6 +426,12 @@ def _score_samples(task: str, pred_dir: str | Path, manifest: Manifest, classes:
         "pairing": pairing, "metrics": results, "cache": _cache_block(cache.take_repairs()),
         "distributed": distributed.DistEnv(0, 1, 0).record(), **(extra or {}), **provenance_block(),
     }
+
+
+def _take_repairs() -> list[tuple[str, str]]:
+    from foleybench import cache
+
+    return cache.take_repairs()
 
 
 def _cache_block(repairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -194,11 +194,16 @@ class Manifest:
                              "is a folder, not a manifest file")
         root = path.parent
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 fields = reader.fieldnames
                 if not fields or "clip_id" not in fields:
                     raise InputError(str(path), f"not a foleybench manifest (no clip_id column; columns: {fields})")
+                twice = sorted({c for c in fields if fields.count(c) > 1})
+                if twice:  # DictReader would keep the last silently: which one is meant cannot be known
+                    raise InputError(str(path), f"column {twice[0]!r} appears {fields.count(twice[0])} times "
+                                                f"in the header; keep one")
                 rows = list(reader)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(str(path), f"not a manifest CSV ({type(exc).__name__}: {str(exc)[:80]})") from None
