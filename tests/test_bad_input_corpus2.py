@@ -1,0 +1,186 @@
+"""Bad-input corpus, part 4: the classes a second, independently built corpus found
+(issue 15, "judged against a second corpus"): damaged value-memo entries, cache paths that
+are folders or files, manifest encodings and headers, prediction names that are not
+files, header sample rates no audio has, content that is not what its name says,
+silence that only the mono mix shows, short predictions without a protocol length, and
+a ``--checkpoint`` nothing uses. Each case: no traceback, the file/name and the problem
+said, the rest of the run complete, no other clip's value moved."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.badinput_common import assert_isolated, copy_dir, error_line, score, write_wav
+
+pytest_plugins = ("tests.badinput_common",)  # the session-scoped `corpus` fixture
+
+
+def _pred_with(corpus, tmp_path):
+    pred = copy_dir(corpus["pred"], tmp_path / "pred")
+    cid = corpus["ids"][0]
+    return pred, cid, pred / f"{cid}.wav"
+
+
+# ------------------------------------------------------------------ the value memo (cache/values)
+def _edit_value(doc):
+    doc["value"]["value"] = 1.25e46  # the checksum still names the old number
+
+
+def _wrong_type(doc):
+    doc["value"] = "garbage"
+
+
+def _no_checksum(doc):  # an entry as an older code version wrote it
+    doc.pop("sha256", None)
+
+
+@pytest.mark.parametrize("damage", [_edit_value, _wrong_type, _no_checksum, "nan"],
+                         ids=["edited-number", "wrong-type", "older-format", "bare-nan"])
+def test_damaged_value_memo_is_recomputed_and_reported(corpus, tmp_path, capsys, damage):
+    cache = copy_dir(corpus["cache_clean"], tmp_path / "cache")
+    entries = sorted(cache.glob("values/*/*.json"))
+    assert entries, "the clean run stores fd_melstat's value in the memo"
+    for f in entries:
+        if damage == "nan":
+            f.write_text(f.read_text().replace('"value": {"value": ', '"value": {"value": NaN, "was": ', 1))
+        else:
+            doc = json.loads(f.read_text())
+            damage(doc)
+            f.write_text(json.dumps(doc))
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", cache)
+    assert rc == 0 and "Traceback" not in err, err
+    clean = corpus["clean"]["metrics"]["fd_melstat"]
+    assert doc["metrics"]["fd_melstat"]["value"] == clean["value"] and doc["metrics"]["fd_melstat"]["ci"] == clean["ci"]
+    assert doc["cache"]["repaired"] == len(entries)
+    assert any("values" in r["entry"] for r in doc["cache"]["repairs"])
+    assert "cache value" in err and "recomputed" in err
+    if damage is not _edit_value:
+        return
+    # the entry was rewritten sound: the next run trusts it and reports nothing
+    rc, doc2, err2 = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r2.json", cache)
+    assert rc == 0 and doc2["cache"]["repaired"] == 0 and doc2["metrics"]["fd_melstat"]["value"] == clean["value"]
+
+
+def test_folder_on_a_cache_entry_name_costs_time_not_the_run(corpus, tmp_path, capsys):
+    cache = copy_dir(corpus["cache_clean"], tmp_path / "cache")
+    for f in cache.glob("*/*.fbe"):
+        f.unlink()
+        f.mkdir()
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", cache)
+    assert rc == 0 and "Traceback" not in err, err
+    assert doc["metrics"]["kl_panns"]["extras"]["per_clip"] == corpus["clean"]["metrics"]["kl_panns"]["extras"]["per_clip"]
+    assert "not stored" in err and doc["cache"]["repaired"] > 0
+
+
+def test_cache_dir_that_is_a_file_is_one_error(corpus, tmp_path, capsys):
+    f = tmp_path / "cachefile"
+    f.write_text("x")
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", f)
+    assert rc == 2 and "cachefile: is a file, not a folder" in error_line(err)
+    assert not (tmp_path / "r.json").exists()
+
+
+# ------------------------------------------------------------------ manifests
+def test_manifest_with_a_byte_order_mark_reads_the_same(corpus, tmp_path, capsys):
+    ref = copy_dir(corpus["ref"], tmp_path / "ref")
+    (ref / "manifest.csv").write_bytes(b"\xef\xbb\xbf" + (ref / "manifest.csv").read_bytes())
+    rc, doc, err = score(capsys, corpus["pred"], ref, tmp_path / "r.json", corpus["cache"])
+    assert rc == 0, err
+    assert doc["metrics"]["kl_panns"]["value"] == corpus["clean"]["metrics"]["kl_panns"]["value"]
+    assert doc["dataset"]["fingerprint"] == corpus["clean"]["dataset"]["fingerprint"]
+
+
+def test_manifest_with_a_column_twice_is_one_error(corpus, tmp_path, capsys):
+    ref = copy_dir(corpus["ref"], tmp_path / "ref")
+    lines = (ref / "manifest.csv").read_text().splitlines()
+    lines = [lines[0] + ",label"] + [ln + ",another label" for ln in lines[1:]]
+    (ref / "manifest.csv").write_text("\n".join(lines) + "\n")
+    rc, doc, err = score(capsys, corpus["pred"], ref, tmp_path / "r.json", corpus["cache"])
+    assert rc == 2 and "column 'label' appears 2 times" in error_line(err) and "manifest.csv" in error_line(err)
+
+
+# ------------------------------------------------------------------ names that are not files
+@pytest.mark.parametrize("kind,words", [("folder", "is a folder"), ("loop", "symbolic link loop"),
+                                        ("dangling", "broken symbolic link")])
+def test_prediction_name_that_is_not_a_file_is_listed(corpus, tmp_path, capsys, kind, words):
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.symlink(path.name if kind == "loop" else str(tmp_path / "gone.wav"), path)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, words)
+    assert cid in doc["pairing"]["invalid_pred"] and cid not in doc["pairing"]["missing_pred"]
+
+
+def test_hidden_clip_in_a_reference_folder_is_noted(corpus, tmp_path, capsys):
+    """Dot-files are not clips (documented): a reference folder's hidden clip is said, by name."""
+    ref = copy_dir(corpus["ref"], tmp_path / "ref")
+    (ref / "manifest.csv").unlink()
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    for ext in ("mp4", "wav"):
+        (ref / f"{cid}.{ext}").rename(ref / f".{cid}.{ext}")
+    path.rename(pred / f".{cid}.wav")
+    rc, doc, err = score(capsys, pred, ref, tmp_path / "r.json", corpus["cache"])
+    assert rc == 0, err
+    notes = "\n".join(doc["pairing"]["notes"])
+    assert f".{cid}.mp4" in notes and f".{cid}.wav" in notes and "hidden" in notes
+    assert f".{cid}" in err and "hidden" in err
+
+
+# ------------------------------------------------------------------ headers and content
+def test_implausible_header_sample_rate_is_excluded(corpus, tmp_path, capsys):
+    """A wav whose header says 1 Hz would decode to hours at 16 kHz: excluded by its header."""
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    b = bytearray(path.read_bytes())
+    i = b.index(b"fmt ")
+    b[i + 12:i + 20] = struct.pack("<II", 1, 2)  # sample rate 1 Hz, byte rate 2
+    path.write_bytes(b)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, "implausible sample rate 1 Hz")
+
+
+def test_compressed_content_under_a_wav_name_is_said(corpus, tmp_path, capsys):
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    x, sr = sf.read(str(path), dtype="float32")
+    sf.write(str(tmp_path / "x.ogg"), x, sr, format="OGG", subtype="VORBIS")
+    shutil.move(tmp_path / "x.ogg", path)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, "holds OGG data, not WAV")
+    assert cid in doc["metrics"]["kl_panns"]["extras"]["per_clip"]  # scored, as decoded
+
+
+def test_channels_that_cancel_in_the_mono_mix_are_a_silence_warning(corpus, tmp_path, capsys):
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    write_wav(path, np.concatenate([x, -x], 1), sr)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, "silent once its 2 channels are mixed")
+
+
+def test_short_prediction_without_clip_seconds_is_a_warning(corpus, tmp_path, capsys):
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    write_wav(path, x[: len(x) // 2], sr)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, "shorter than its reference")
+    assert "scored whole" in doc["pairing"]["warnings"][cid]
+
+
+def test_checkpoint_that_no_metric_uses_is_noted(corpus, tmp_path, capsys):
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "w.pt")
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"],
+                         "--checkpoint", f"clap={tmp_path / 'w.pt'}")
+    assert rc == 0, err
+    assert any("no requested metric uses embedder 'clap'" in n for n in doc["pairing"]["notes"])
+    assert "--checkpoint clap=" in err
+    assert doc["metrics"]["kl_panns"]["value"] == corpus["clean"]["metrics"]["kl_panns"]["value"]
