@@ -105,6 +105,27 @@ def test_manifest_with_a_column_twice_is_one_error(corpus, tmp_path, capsys):
     assert rc == 2 and "column 'label' appears 2 times" in error_line(err) and "manifest.csv" in error_line(err)
 
 
+@pytest.mark.parametrize("edit,n", [(lambda ln: ",".join(ln.split(",")[:3]), 3),          # a cut line
+                                    (lambda ln: ln.replace("test,", "test,extra,", 1), 11)],  # a comma not quoted
+                         ids=["short-row", "long-row"])
+def test_manifest_row_with_the_wrong_field_count_is_excluded(corpus, tmp_path, capsys, edit, n):
+    ref = copy_dir(corpus["ref"], tmp_path / "ref")
+    cid = corpus["ids"][0]
+    lines = (ref / "manifest.csv").read_text().splitlines()
+    lines = [edit(ln) if ln.startswith(cid + ",") else ln for ln in lines]
+    (ref / "manifest.csv").write_text("\n".join(lines) + "\n")
+    rc, doc, err = score(capsys, corpus["pred"], ref, tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, f"the row has {n} fields, the header 10")
+    assert cid in doc["pairing"]["excluded_ref"]
+
+
+def test_manifest_with_only_a_header_is_one_error(corpus, tmp_path, capsys):
+    ref = copy_dir(corpus["ref"], tmp_path / "ref")
+    (ref / "manifest.csv").write_text((ref / "manifest.csv").read_text().splitlines()[0] + "\n")
+    rc, doc, err = score(capsys, corpus["pred"], ref, tmp_path / "r.json", corpus["cache"])
+    assert rc == 2 and "manifest.csv: no clip rows" in error_line(err)
+
+
 # ------------------------------------------------------------------ names that are not files
 @pytest.mark.parametrize("kind,words", [("folder", "is a folder"), ("loop", "symbolic link loop"),
                                         ("dangling", "broken symbolic link")])

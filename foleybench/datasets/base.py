@@ -210,6 +210,12 @@ class Manifest:
         records, problems, notes = [], {}, []
         lines: dict[str, list[int]] = {}
         for i, row in enumerate(rows, 2):
+            n_fields = len(fields) + len(row.get(None) or []) - sum(v is None for k, v in row.items() if k)
+            if n_fields != len(fields):  # a cut line or an unquoted comma: the columns cannot be trusted
+                cid = normalize_id(row.get("clip_id") or "")
+                problems[cid or f"{path.name}:{i}"] = (f"{path.name}:{i}: the row has {n_fields} fields, the header "
+                                                       f"{len(fields)} (a cut line, or a comma not in quotes?)")
+                continue
             try:
                 rec = _record_from_row(row, root, path, i)
             except InputError as exc:
@@ -230,6 +236,8 @@ class Manifest:
         if not records and problems:
             first = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3])
             raise InputError(str(path), f"no usable rows ({first})")
+        if not records:
+            raise InputError(str(path), "no clip rows (the manifest holds only its header)")
         return cls(records, root, name, problems, notes)
 
 
