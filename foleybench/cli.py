@@ -345,11 +345,39 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# Integer settings read from the environment deep inside the metrics: checked here, at the
+# start of every command, so a bad value is one line before any work, not a traceback after.
+INT_ENV = {"FOLEYBENCH_AV_ALIGN_WORKERS": 1, "FOLEYBENCH_BOOTSTRAP_THREADS": 1, "FOLEYBENCH_FRECHET_THREADS": 1}
+DIR_ENV = ("FOLEYBENCH_CACHE", "FOLEYBENCH_WEIGHTS")
+
+
+def check_env(environ: Any = None) -> None:
+    """Raise FoleybenchError naming a FOLEYBENCH_* variable whose value cannot be used."""
+    import os
+
+    env = os.environ if environ is None else environ
+    for name, low in INT_ENV.items():
+        text = (env.get(name) or "").strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise FoleybenchError(f"{name}={text!r}: expected an integer >= {low}") from None
+        if value < low:
+            raise FoleybenchError(f"{name}={text}: must be >= {low}")
+    for name in DIR_ENV:
+        text = env.get(name) or ""
+        if text and Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
+            raise FoleybenchError(f"{name}={text}: is a file, not a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(sys.modules[__name__]).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(message)s")
     try:
+        check_env()
         if args.command in ("generate", "score", "bench"):
             from foleybench import distributed  # torchrun/srun ranks, or --shard I/N
 

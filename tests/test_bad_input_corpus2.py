@@ -205,3 +205,34 @@ def test_checkpoint_that_no_metric_uses_is_noted(corpus, tmp_path, capsys):
     assert any("no requested metric uses embedder 'clap'" in n for n in doc["pairing"]["notes"])
     assert "--checkpoint clap=" in err
     assert doc["metrics"]["kl_panns"]["value"] == corpus["clean"]["metrics"]["kl_panns"]["value"]
+
+
+# ------------------------------------------------------------------ option values and the environment
+@pytest.mark.parametrize("opt,message", [
+    ("fd_melstat.embedder=panns", "fd_melstat.embedder: fixed by the metric's name"),
+    ("fd_melstat.n_boot=1000000000000", "fd_melstat.n_boot: must be <= 100000"),
+    ("fd_melstat.ddof=50", "fd_melstat.ddof: must be 0 or 1"),
+    ("fd_melstat.ddof=-1", "fd_melstat.ddof: must be 0 or 1"),
+    ("av_align.workers=-3", "av_align.workers: must be >= 1"),
+    ("av_align.n_boot=.nan", "av_align.n_boot: expected int"),
+], ids=["embedder-override", "n_boot-huge", "ddof-big", "ddof-negative", "workers-negative", "nan"])
+def test_option_values_no_one_means_are_one_line_errors(corpus, tmp_path, capsys, opt, message):
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"], "--opt", opt)
+    assert rc == 2 and message in error_line(err) and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("FOLEYBENCH_AV_ALIGN_WORKERS", "many", "expected an integer >= 1"),
+    ("FOLEYBENCH_BOOTSTRAP_THREADS", "-4", "must be >= 1"),
+    ("FOLEYBENCH_FRECHET_THREADS", "x", "expected an integer >= 1"),
+    ("FOLEYBENCH_CACHE", "FILE", "is a file, not a folder"),
+    ("FOLEYBENCH_WEIGHTS", "FILE", "is a file, not a folder"),
+])
+def test_bad_environment_values_are_one_line_errors(corpus, tmp_path, capsys, monkeypatch, name, value, message):
+    if value == "FILE":
+        value = str(tmp_path / "f")
+        (tmp_path / "f").write_text("x")
+    monkeypatch.setenv(name, value)
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    line = error_line(err)
+    assert rc == 2 and line.startswith(f"foleybench: error: {name}=") and message in line
