@@ -113,6 +113,10 @@ def _model_line(entry: Any) -> str:
     return f"{entry.name:32s} {tasks:8s} {where}"
 
 
+SYNTH_RATES = (8000, 192000)  # Hz: synth --sample-rate
+SYNTH_MAX_GB = 2.0  # one synthfoley clip's working arrays
+
+
 def cmd_synth(a: argparse.Namespace) -> int:
     from foleybench.datasets.synthfoley import MIN_FRAMES, SynthConfig, generate
     from foleybench.outputs import check_out_dir
@@ -121,6 +125,14 @@ def cmd_synth(a: argparse.Namespace) -> int:
         cfg = SynthConfig(size=a.size, fps=a.fps, sample_rate=a.sample_rate, duration_s=a.duration)
     except ValueError as exc:  # the config's own checks (size even and >= 32...)
         raise FoleybenchError(f"synth: {exc}") from None
+    if not SYNTH_RATES[0] <= a.sample_rate <= SYNTH_RATES[1]:  # the scenes' sounds reach 2 kHz bands
+        raise FoleybenchError(f"--sample-rate: must be in [{SYNTH_RATES[0]}, {SYNTH_RATES[1]}] Hz, got {a.sample_rate}")
+    frames = max(MIN_FRAMES, round(a.duration * a.fps))
+    drawn = max(frames * a.size * a.size * 3 * 4, a.duration * a.sample_rate * 8) / 2 ** 30  # float32 canvas, float64 audio
+    if drawn > SYNTH_MAX_GB:
+        raise FoleybenchError(f"--size {a.size} --fps {a.fps:g} --duration {a.duration:g} --sample-rate {a.sample_rate}: "
+                              f"one clip ({frames} frames of {a.size}x{a.size}) takes {drawn:.3g} GB while it is "
+                              f"drawn (limit {SYNTH_MAX_GB} GB)")
     if round(a.duration * a.fps) < MIN_FRAMES:
         # A documented rule, said out loud: scenes need a few frames to show an event.
         print(f"foleybench: note: --duration {a.duration:g} s is {a.duration * a.fps:g} frames at {a.fps:g} fps; "
@@ -165,6 +177,9 @@ def cmd_score(a: argparse.Namespace) -> int:
 
     check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
     load_plugins()
+    if not [m for m in a.metrics.split(",") if m.strip()]:
+        raise FoleybenchError(f"--metrics: no metric name in {a.metrics!r} (e.g. av_align,fd_melstat; "
+                              "`foleybench list metrics`)")
     names, suite = suites.expand([m for m in a.metrics.split(",") if m], a.task)  # "@av-benchmark"
     for n in names:  # unknown names fail before any file is touched (a suite's unbuilt ones are reported)
         if not suites.is_planned(n):
@@ -301,6 +316,12 @@ def cmd_weights(a: argparse.Namespace) -> int:
     from foleybench import weights
 
     weights.set_weights_dir(a.weights_dir)
+    weights._load_records()
+    for name in a.names:  # a misspelt name must not verify (or fetch) nothing and say all is well
+        if name not in weights.WEIGHTS:
+            from foleybench.registry import UnknownNameError
+
+            raise FoleybenchError(str(UnknownNameError("weight", name, sorted(weights.WEIGHTS))))
     if a.action == "list":
         rows = weights.status()
         print(f"weights directory: {weights.weights_dir()}")

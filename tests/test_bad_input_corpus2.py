@@ -236,3 +236,30 @@ def test_bad_environment_values_are_one_line_errors(corpus, tmp_path, capsys, mo
     rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"])
     line = error_line(err)
     assert rc == 2 and line.startswith(f"foleybench: error: {name}=") and message in line
+
+
+# ------------------------------------------------------------------ other commands
+@pytest.mark.parametrize("metrics", ["", ",,", " "], ids=["empty", "commas", "blank"])
+def test_metrics_naming_nothing_is_one_error(corpus, tmp_path, capsys, metrics):
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"], metrics=metrics)
+    assert rc == 2 and "--metrics: no metric name" in error_line(err) and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sample-rate", "1"], "--sample-rate: must be in [8000, 192000] Hz"),
+    (["--fps", "1e9"], "GB while it is drawn"),
+    (["--duration", "1e12"], "GB while it is drawn"),
+    (["--size", "100000"], "GB while it is drawn"),
+], ids=["rate-1", "fps-huge", "duration-huge", "size-huge"])
+def test_synth_settings_that_cannot_be_drawn_are_one_error(tmp_path, capsys, args, message):
+    from foleybench.cli import main
+
+    rc = main(["synth", "--out", str(tmp_path / "s"), "--clips", "1", *args])
+    assert rc == 2 and message in error_line(capsys.readouterr().err) and not (tmp_path / "s").exists()
+
+
+def test_weights_verify_of_an_unknown_name_is_one_error(capsys):
+    from foleybench.cli import main
+
+    rc = main(["weights", "verify", "pans"])
+    assert rc == 2 and "unknown weight 'pans'; did you mean 'panns'" in error_line(capsys.readouterr().err)
