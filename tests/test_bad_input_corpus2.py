@@ -263,3 +263,17 @@ def test_weights_verify_of_an_unknown_name_is_one_error(capsys):
 
     rc = main(["weights", "verify", "pans"])
     assert rc == 2 and "unknown weight 'pans'; did you mean 'panns'" in error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--seed", "99999999999999999999"], "--seed: must be <= 4294967295"),
+    (["--num-workers", "100000"], "--num-workers: must be <= 256"),
+], ids=["seed-negative", "seed-huge", "workers-huge"])
+def test_out_of_range_seed_and_workers_are_one_line_errors(corpus, tmp_path, capsys, args, message):
+    from foleybench.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["score", "--task", "v2a", "--pred", str(corpus["pred"]), "--ref", str(corpus["ref"]), "--metrics",
+              "av_align", "--out", str(tmp_path / "r.json"), *args])
+    assert e.value.code == 2 and message in error_line(capsys.readouterr().err)
