@@ -178,9 +178,7 @@ def _check_pred(p: ClipPair, want_length: bool) -> tuple[str | None, float | Non
                                "(they cancel)")
         return warn, scan.seconds, 1.0 / scan.sample_rate
     media.read_video(path, max_frames=2)
-    if not want_length:
-        return None, None, 0.0
-    info = media.probe(path)
+    info = media.probe(path)  # headers only: the length rule, or the short-prediction warning
     fps = info.fps or 0.0
     length = info.n_frames / fps if info.n_frames and fps else info.duration_s
     return None, length, (1.0 / fps if fps else 0.0)

@@ -277,3 +277,44 @@ def test_out_of_range_seed_and_workers_are_one_line_errors(corpus, tmp_path, cap
         main(["score", "--task", "v2a", "--pred", str(corpus["pred"]), "--ref", str(corpus["ref"]), "--metrics",
               "av_align", "--out", str(tmp_path / "r.json"), *args])
     assert e.value.code == 2 and message in error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------ A2V: videos that start late or end early
+def _mp4(path, frames, fps, drop_first_packets=0):
+    """h264 ``frames`` at ``fps``, keyframe every 8 frames, without its first packets."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as oc:
+        st = oc.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        st.options = {"x264-params": "keyint=8:min-keyint=8:scenecut=0:bframes=0"}
+        k = 0
+        for f in [*frames, None]:
+            for pk in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24") if f is not None else None):
+                if k >= drop_first_packets:
+                    oc.mux(pk)
+                k += 1
+
+
+def test_a2v_video_without_its_first_keyframe_or_far_too_short_is_said(corpus, tmp_path, capsys):
+    pred = tmp_path / "a2v"
+    pred.mkdir()
+    rng = np.random.default_rng(3)
+    ids = corpus["ids"]
+    frames = {cid: rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8) for cid in ids}
+    for cid in ids:
+        _mp4(pred / f"{cid}.mp4", frames[cid], 16)
+    rc, clean, err = score(capsys, pred, corpus["ref"], tmp_path / "clean.json", corpus["cache"], task="a2v",
+                           metrics="av_align")
+    assert rc == 0, err
+    _mp4(pred / f"{ids[0]}.mp4", frames[ids[0]], 16, drop_first_packets=1)  # starts at its second keyframe
+    _mp4(pred / f"{ids[1]}.mp4", frames[ids[1]], 1000)                      # 16 ms for a 1 s clip
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"], task="a2v",
+                         metrics="av_align")
+    assert rc == 0 and "Traceback" not in err, err
+    assert "first keyframe is at 0.4" in doc["pairing"]["invalid_pred"][ids[0]]
+    assert "shorter than its reference" in doc["pairing"]["warnings"][ids[1]]
+    assert ids[0] in err and ids[1] in err
+    per = doc["metrics"]["av_align"]["extras"]["per_clip"]
+    for cid in ids[2:]:
+        assert per[cid] == clean["metrics"]["av_align"]["extras"]["per_clip"][cid]
