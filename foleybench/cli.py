@@ -113,6 +113,8 @@ def _model_line(entry: Any) -> str:
     return f"{entry.name:32s} {tasks:8s} {where}"
 
 
+MEDIA_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".mp4", ".mkv", ".mov",
+                  ".webm", ".avi"}
 SYNTH_RATES = (8000, 192000)  # Hz: synth --sample-rate
 SYNTH_MAX_GB = 2.0  # one synthfoley clip's working arrays
 
@@ -176,6 +178,8 @@ def cmd_score(a: argparse.Namespace) -> int:
     from foleybench.runner import open_reference, score
 
     check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
+    if Path(a.out).suffix.lower() in MEDIA_SUFFIXES:  # results are JSON: never over a prediction or reference
+        raise FoleybenchError(f"--out {a.out}: names a media file; the results are JSON (e.g. results.json)")
     load_plugins()
     if not [m for m in a.metrics.split(",") if m.strip()]:
         raise FoleybenchError(f"--metrics: no metric name in {a.metrics!r} (e.g. av_align,fd_melstat; "
@@ -201,8 +205,10 @@ def cmd_score(a: argparse.Namespace) -> int:
     doc = score(a.task, a.pred, manifest, names, ctx, extra=extra, metric_opts=opts, pred_pattern=a.pred_pattern)
     if doc is None:
         return 0  # not rank 0: rank 0 writes the merged results
-    if isinstance(ctx.checkpoints, _Checkpoints):
-        doc["pairing"]["notes"] = list(doc["pairing"].get("notes", [])) + ctx.checkpoints.unused()
+    notes = ctx.checkpoints.unused() if isinstance(ctx.checkpoints, _Checkpoints) else []
+    if Path(a.pred).resolve() == Path(manifest.root).resolve():
+        notes.append(f"--pred {a.pred} is the reference folder: the reference's own files were scored as predictions")
+    doc["pairing"]["notes"] = list(doc["pairing"].get("notes", [])) + notes
     return _write_scores(a.out, doc)
 
 

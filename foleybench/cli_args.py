@@ -106,6 +106,10 @@ def parse_opts(items: list[str] | None, names: list[str]) -> dict[str, dict[str,
             raise FoleybenchError(f"--opt expects METRIC.KEY=VALUE, got {item!r}")
         if metric not in names:
             raise FoleybenchError(f"--opt {item!r}: metric {metric!r} is not among --metrics {names}")
+        if not value.strip():  # YAML reads "" as null, which would quietly mean "the default"
+            raise FoleybenchError(f"--opt {item!r}: no value after '='")
+        if key in out.get(metric, {}):
+            raise FoleybenchError(f"--opt {metric}.{key}: given twice ({out[metric][key]!r} and {value!r}); keep one")
         out.setdefault(metric, {})[key] = yaml.safe_load(value)
     return out
 

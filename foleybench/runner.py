@@ -440,7 +440,19 @@ def _cache_block(repairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def open_reference(ref: str | Path, dataset: str | None = None, split: str | None = None) -> Manifest:
-    """A reference set from a folder (manifest.csv or media files) or a named dataset."""
+    """A reference set from a folder (manifest.csv or media files) or a named dataset.
+    A ``split`` no clip is in is an error naming the splits there are."""
+    m = _open_reference(ref, dataset, None)
+    if split is None:
+        return m
+    kept = m.split(split)
+    if not len(kept) and len(m):  # a misspelt --split must not read as "no reference clips"
+        have = sorted({str(r.split) for r in m})
+        raise InputError("--split", f"no clip of {ref} is in split {split!r} (splits there: {have})")
+    return kept
+
+
+def _open_reference(ref: str | Path, dataset: str | None = None, split: str | None = None) -> Manifest:
     from foleybench.datasets.folder import folder_manifest
 
     if dataset == "vggsound":

@@ -318,3 +318,41 @@ def test_a2v_video_without_its_first_keyframe_or_far_too_short_is_said(corpus, t
     per = doc["metrics"]["av_align"]["extras"]["per_clip"]
     for cid in ids[2:]:
         assert per[cid] == clean["metrics"]["av_align"]["extras"]["per_clip"][cid]
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["fd_melstat.n_boot="], "no value after '='"),
+    (["fd_melstat.n_boot=5", "fd_melstat.n_boot=7"], "fd_melstat.n_boot: given twice (5 and '7')"),
+], ids=["empty-value", "twice"])
+def test_opt_without_a_value_or_given_twice_is_one_error(corpus, tmp_path, capsys, opts, message):
+    extra = [x for o in opts for x in ("--opt", o)]
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"], *extra)
+    assert rc == 2 and message in error_line(err)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--split", "tset"], "--split: no clip of"),
+    (["--dataset", "vggsound"], "VGGSound test manifest clips"),
+], ids=["split-misspelt", "vggsound-on-another-folder"])
+def test_reference_selection_that_selects_nothing_is_said(corpus, tmp_path, capsys, extra, message):
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"], *extra)
+    line = error_line(err)
+    assert rc == 2 and message in line and "prediction" not in line
+
+
+def test_out_that_is_a_special_file_or_a_media_name_is_refused(corpus, tmp_path, capsys):
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)  # the atomic rename would replace the node (it replaced /dev/full as root)
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], fifo, corpus["cache"])
+    assert rc == 2 and "not a regular file" in error_line(err) and fifo.is_fifo()
+    pred = copy_dir(corpus["pred"], tmp_path / "pred")
+    victim = pred / f"{corpus['ids'][0]}.wav"
+    before = victim.read_bytes()
+    rc, doc, err = score(capsys, pred, corpus["ref"], victim, corpus["cache"])
+    assert rc == 2 and "names a media file" in error_line(err) and victim.read_bytes() == before
+
+
+def test_pred_that_is_the_reference_folder_is_noted(corpus, tmp_path, capsys):
+    rc, doc, err = score(capsys, corpus["ref"], corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert rc == 0, err
+    assert any("is the reference folder" in n for n in doc["pairing"]["notes"]) and "is the reference folder" in err
