@@ -13,6 +13,14 @@ from foleybench.api import FoleybenchError, ScoreContext
 from foleybench.cli_args import build_parser, parse_opts  # noqa: F401 (parse_opts: re-export)
 
 
+def _weights_dir(a: argparse.Namespace) -> str | None:
+    """``--weights-dir``, checked: a file there would be ignored and every evaluator fall back."""
+    d = getattr(a, "weights_dir", None)
+    if d and Path(d).expanduser().exists() and not Path(d).expanduser().is_dir():
+        raise FoleybenchError(f"--weights-dir {d}: is a file, not a folder")
+    return d
+
+
 class _Checkpoints(dict):
     """``--checkpoint`` files by embedder name, remembering which names an embedder looked
     up: a checkpoint no requested metric uses is said at the end, not silently ignored."""
@@ -188,7 +196,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     for n in names:  # unknown names fail before any file is touched (a suite's unbuilt ones are reported)
         if not suites.is_planned(n):
             METRICS.entry(n)
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     ctx = dataclasses.replace(_ctx(a), clip_seconds=suites.clip_seconds(suite, a.clip_seconds))
     manifest = open_reference(a.ref, a.dataset, a.split)
     extra = {"model": a.model_name or Path(a.pred).name, **({"suite": suite.describe()} if suite else {})}
@@ -321,7 +329,7 @@ def cmd_weights(a: argparse.Namespace) -> int:
 
     from foleybench import weights
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     weights._load_records()
     for name in a.names:  # a misspelt name must not verify (or fetch) nothing and say all is well
         if name not in weights.WEIGHTS:
@@ -351,7 +359,7 @@ def cmd_embed(a: argparse.Namespace) -> int:
     from foleybench import weights
     from foleybench.embed import embed_command
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     return embed_command(a, _ctx(a))
 
 
@@ -359,7 +367,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from foleybench import family, weights
     from foleybench.train import data_for, record_line, train
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     fam, tag = family.split_name(a.model)
     out = a.out
     if out is None:

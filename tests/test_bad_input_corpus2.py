@@ -356,3 +356,10 @@ def test_pred_that_is_the_reference_folder_is_noted(corpus, tmp_path, capsys):
     rc, doc, err = score(capsys, corpus["ref"], corpus["ref"], tmp_path / "r.json", corpus["cache"])
     assert rc == 0, err
     assert any("is the reference folder" in n for n in doc["pairing"]["notes"]) and "is the reference folder" in err
+
+
+def test_weights_dir_that_is_a_file_is_one_error(corpus, tmp_path, capsys):
+    (tmp_path / "w").write_text("x")  # ignored before: every evaluator fell back without a word
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"],
+                         "--weights-dir", str(tmp_path / "w"))
+    assert rc == 2 and "--weights-dir" in error_line(err) and "is a file, not a folder" in error_line(err)
