@@ -41,6 +41,9 @@ class _Checkpoints(dict):
         self.asked.add(key)
         return super().__contains__(key)
 
+    def __reduce__(self) -> tuple:  # shard states and worker processes get a plain dict
+        return (dict, (dict(self),))
+
     def unused(self) -> list[str]:
         return [f"--checkpoint {n}={f}: no requested metric uses embedder {n!r}; the file was not loaded"
                 for n, f in self.items() if n not in self.asked]
