@@ -184,6 +184,13 @@ def _check_pred(p: ClipPair, want_length: bool) -> tuple[str | None, float | Non
     return None, length, (1.0 / fps if fps else 0.0)
 
 
+def _reason(exc: Exception) -> str:
+    """An exclusion reason: an InputError's own text, an OSError's file and problem."""
+    if isinstance(exc, OSError) and not isinstance(exc, InputError):
+        return f"{exc.filename or '?'}: unreadable ({exc.strerror or exc})"
+    return str(exc)
+
+
 def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
 
@@ -226,15 +233,15 @@ def check_pairs(pairs: Sequence[ClipPair], clip_seconds: float | None = None,
                 for ref in dict.fromkeys(f for f in (p.ref_video, p.ref_audio) if f):
                     check_complete(ref)
                 ref_ok[p.clip_id] = None
-            except InputError as exc:
-                ref_ok[p.clip_id] = out.invalid_ref[p.clip_id] = str(exc)
+            except (InputError, OSError) as exc:  # OSError: permission denied, I/O error... (one clip's)
+                ref_ok[p.clip_id] = out.invalid_ref[p.clip_id] = _reason(exc)
         if ref_ok[p.clip_id] is not None:
             continue
         key = sample_key(p)
         try:
             warn, length, step = _check_pred(p, clip_seconds is not None)
-        except InputError as exc:
-            out.invalid[key] = str(exc)
+        except (InputError, OSError) as exc:
+            out.invalid[key] = _reason(exc)
             continue
         if clip_seconds is not None and length is not None:
             verdict, why = protocol_length(length, clip_seconds, _ref_seconds(p, ref_seconds or {}), step)

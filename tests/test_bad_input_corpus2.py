@@ -363,3 +363,21 @@ def test_weights_dir_that_is_a_file_is_one_error(corpus, tmp_path, capsys):
     rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"],
                          "--weights-dir", str(tmp_path / "w"))
     assert rc == 2 and "--weights-dir" in error_line(err) and "is a file, not a folder" in error_line(err)
+
+
+def test_a_file_the_os_refuses_to_read_is_excluded_by_id(corpus, tmp_path, capsys, monkeypatch):
+    """chmod 000 as a non-root user (root reads anyway, so the refusal is simulated): one
+    clip's PermissionError excludes that clip; it ended the whole run before."""
+    from foleybench import media_check
+
+    pred, cid, path = _pred_with(corpus, tmp_path)
+    real = media_check._problem
+
+    def refuse(p):
+        if p == str(path):
+            raise PermissionError(13, "Permission denied", p)
+        return real(p)
+
+    monkeypatch.setattr(media_check, "_problem", refuse)
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
+    assert_isolated(rc, doc, err, corpus["clean"], cid, "unreadable (Permission denied)")
