@@ -137,7 +137,8 @@ def cmd_synth(a: argparse.Namespace) -> int:
     try:
         cfg = SynthConfig(size=a.size, fps=a.fps, sample_rate=a.sample_rate, duration_s=a.duration)
     except ValueError as exc:  # the config's own checks (size even and >= 32...)
-        raise FoleybenchError(f"synth: {exc}") from None
+        where = "--size" if str(exc).startswith("size") else "synth"
+        raise FoleybenchError(f"{where}: {exc}") from None
     if not SYNTH_RATES[0] <= a.sample_rate <= SYNTH_RATES[1]:  # the scenes' sounds reach 2 kHz bands
         raise FoleybenchError(f"--sample-rate: must be in [{SYNTH_RATES[0]}, {SYNTH_RATES[1]}] Hz, got {a.sample_rate}")
     frames = max(MIN_FRAMES, round(a.duration * a.fps))

@@ -381,3 +381,13 @@ def test_a_file_the_os_refuses_to_read_is_excluded_by_id(corpus, tmp_path, capsy
     monkeypatch.setattr(media_check, "_problem", refuse)
     rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "r.json", corpus["cache"])
     assert_isolated(rc, doc, err, corpus["clean"], cid, "unreadable (Permission denied)")
+
+
+def test_bad_device_and_odd_synth_size_name_their_option(corpus, tmp_path, capsys):
+    from foleybench.cli import main
+
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", corpus["cache"],
+                         "--device", "gpu0")
+    assert rc == 2 and "--device gpu0: unknown device" in error_line(err)
+    assert main(["synth", "--out", str(tmp_path / "s"), "--size", "33"]) == 2
+    assert "--size: size must be even" in error_line(capsys.readouterr().err)
