@@ -159,6 +159,10 @@ class EmbeddingCache:
                 f.write(data)
             os.chmod(tmp, 0o666 & ~_umask())  # shared caches: follow the umask, not mkstemp's 0600
             os.replace(tmp, p)
+        except OSError as exc:
+            # Disk full, or a folder squatting on the entry's name: storing is an optimisation,
+            # never a reason to lose the run (the value is computed and used all the same).
+            print(f"foleybench: warning: cache entry {p}: not stored ({exc.strerror or exc})", file=sys.stderr)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -350,6 +354,10 @@ def logits_files(embedder: Embedder, paths: Sequence[str], ctx: ScoreContext) ->
 
 
 # ------------------------------------------------------------------ computed values
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"bare {name}")
+
+
 class ValueMemo:
     """Results of deterministic computations on cached embeddings, keyed by their inputs.
 
@@ -357,9 +365,11 @@ class ValueMemo:
     Frechet distance at D = 2048 is an eigendecomposition of seconds. Its inputs (the
     embedding rows, the options, the implementation) determine its bits, so the value
     computed once is the value of every re-run with the same key. Entries are
-    ``ROOT/values/ab/{key}.json`` holding the key and a JSON document (floats written
-    with ``repr``, so they read back bit for bit), written atomically; an unreadable or
-    foreign entry is recomputed (and replaced), never trusted.
+    ``ROOT/values/ab/{key}.json`` holding the key, a JSON document (floats written
+    with ``repr``, so they read back bit for bit) and the sha256 of the key and that
+    document's text, written atomically. An entry that is unreadable, foreign, from an
+    older format (no checksum) or edited (checksum mismatch: a hand-changed value) is
+    recomputed, replaced and reported like a damaged embedding entry, never trusted.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -368,24 +378,50 @@ class ValueMemo:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    @staticmethod
+    def _digest(key: str, value_text: str) -> str:
+        return hashlib.sha256(f"{key}|{value_text}".encode()).hexdigest()
+
     def get(self, key: str) -> Any | None:
         import json
 
+        p = self._path(key)
         try:
-            doc = json.loads(self._path(key).read_text())
-        except (OSError, ValueError):
+            text = p.read_text()
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:
+            return self._damaged(p, f"unreadable ({getattr(exc, 'strerror', None) or exc})")
+        try:
+            doc = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            return self._damaged(p, f"not JSON ({str(exc)[:60]})")
         if not isinstance(doc, dict) or doc.get("key") != key or "value" not in doc:
-            return None
+            return self._damaged(p, "not a value entry for its key")
+        if doc.get("sha256") is None:
+            return self._damaged(p, "no checksum (an older format)")
+        if doc["sha256"] != self._digest(key, json.dumps(doc["value"])):
+            return self._damaged(p, "checksum mismatch (edited or damaged)")
         return doc["value"]
+
+    @staticmethod
+    def _damaged(p: Path, problem: str) -> None:
+        _REPAIRS.append((str(p), problem))
+        print(f"foleybench: warning: cache value {p}: {problem}; recomputed", file=sys.stderr)
+        try:
+            p.unlink()
+        except OSError:
+            pass  # put() replaces it, or says why it cannot
+        return None
 
     def put(self, key: str, value: Any) -> None:
         """Store ``value`` when it survives a JSON round trip unchanged (else nothing)."""
         import json
 
-        text = json.dumps({"key": key, "value": value})  # insertion order kept: results read the same
-        if json.loads(text)["value"] != value:
+        value_text = json.dumps(value)  # insertion order kept: results read the same
+        if json.loads(value_text) != value:
             return
+        text = json.dumps({"key": key, "value": value, "sha256": self._digest(key, value_text)})
         p = self._path(key)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +434,7 @@ class ValueMemo:
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, p)
         except OSError:
-            pass
+            pass  # an entry that cannot be stored only costs the computation next time
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

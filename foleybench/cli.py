@@ -13,12 +13,48 @@ from foleybench.api import FoleybenchError, ScoreContext
 from foleybench.cli_args import build_parser, parse_opts  # noqa: F401 (parse_opts: re-export)
 
 
+def _weights_dir(a: argparse.Namespace) -> str | None:
+    """``--weights-dir``, checked: a file there would be ignored and every evaluator fall back."""
+    d = getattr(a, "weights_dir", None)
+    if d and Path(d).expanduser().exists() and not Path(d).expanduser().is_dir():
+        raise FoleybenchError(f"--weights-dir {d}: is a file, not a folder")
+    return d
+
+
+class _Checkpoints(dict):
+    """``--checkpoint`` files by embedder name, remembering which names an embedder looked
+    up: a checkpoint no requested metric uses is said at the end, not silently ignored."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self.asked.add(key)
+        return super().__contains__(key)
+
+    def __reduce__(self) -> tuple:  # shard states and worker processes get a plain dict
+        return (dict, (dict(self),))
+
+    def unused(self) -> list[str]:
+        return [f"--checkpoint {n}={f}: no requested metric uses embedder {n!r}; the file was not loaded"
+                for n, f in self.items() if n not in self.asked]
+
+
 def _ctx(a: argparse.Namespace) -> ScoreContext:
     """The run context; ``--checkpoint`` names are checked against the embedder registry
     (did-you-mean error) and their files for existence, before any work."""
     from foleybench.registry import EMBEDDERS, UnknownNameError, load_plugins
 
-    ckpts = {}
+    ckpts = _Checkpoints()
     for item in a.checkpoint or []:
         name, _, path = item.partition("=")
         if not path:
@@ -33,6 +69,10 @@ def _ctx(a: argparse.Namespace) -> ScoreContext:
         if not Path(path).expanduser().is_file():
             raise FoleybenchError(f"--checkpoint {item!r}: {path} is not a file")
         ckpts[name] = path
+    if not a.no_cache and a.cache_dir:
+        cache = Path(a.cache_dir).expanduser()
+        if cache.exists() and not cache.is_dir():  # every entry would read as damaged
+            raise FoleybenchError(f"--cache-dir {cache}: is a file, not a folder (or pass --no-cache)")
     return ScoreContext(device=a.device, proxy=a.proxy, checkpoints=ckpts,
                         cache_dir=None if a.no_cache else a.cache_dir, batch_size=a.batch_size,
                         amp=not a.no_amp, seed=a.seed, clip_seconds=a.clip_seconds,
@@ -84,6 +124,12 @@ def _model_line(entry: Any) -> str:
     return f"{entry.name:32s} {tasks:8s} {where}"
 
 
+MEDIA_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".mp4", ".mkv", ".mov",
+                  ".webm", ".avi"}
+SYNTH_RATES = (8000, 192000)  # Hz: synth --sample-rate
+SYNTH_MAX_GB = 2.0  # one synthfoley clip's working arrays
+
+
 def cmd_synth(a: argparse.Namespace) -> int:
     from foleybench.datasets.synthfoley import MIN_FRAMES, SynthConfig, generate
     from foleybench.outputs import check_out_dir
@@ -91,7 +137,16 @@ def cmd_synth(a: argparse.Namespace) -> int:
     try:
         cfg = SynthConfig(size=a.size, fps=a.fps, sample_rate=a.sample_rate, duration_s=a.duration)
     except ValueError as exc:  # the config's own checks (size even and >= 32...)
-        raise FoleybenchError(f"synth: {exc}") from None
+        where = "--size" if str(exc).startswith("size") else "synth"
+        raise FoleybenchError(f"{where}: {exc}") from None
+    if not SYNTH_RATES[0] <= a.sample_rate <= SYNTH_RATES[1]:  # the scenes' sounds reach 2 kHz bands
+        raise FoleybenchError(f"--sample-rate: must be in [{SYNTH_RATES[0]}, {SYNTH_RATES[1]}] Hz, got {a.sample_rate}")
+    frames = max(MIN_FRAMES, round(a.duration * a.fps))
+    drawn = max(frames * a.size * a.size * 3 * 4, a.duration * a.sample_rate * 8) / 2 ** 30  # float32 canvas, float64 audio
+    if drawn > SYNTH_MAX_GB:
+        raise FoleybenchError(f"--size {a.size} --fps {a.fps:g} --duration {a.duration:g} --sample-rate {a.sample_rate}: "
+                              f"one clip ({frames} frames of {a.size}x{a.size}) takes {drawn:.3g} GB while it is "
+                              f"drawn (limit {SYNTH_MAX_GB} GB)")
     if round(a.duration * a.fps) < MIN_FRAMES:
         # A documented rule, said out loud: scenes need a few frames to show an event.
         print(f"foleybench: note: --duration {a.duration:g} s is {a.duration * a.fps:g} frames at {a.fps:g} fps; "
@@ -135,12 +190,17 @@ def cmd_score(a: argparse.Namespace) -> int:
     from foleybench.runner import open_reference, score
 
     check_out_file(a.out)  # a read-only or folder --out fails now, not after the scoring
+    if Path(a.out).suffix.lower() in MEDIA_SUFFIXES:  # results are JSON: never over a prediction or reference
+        raise FoleybenchError(f"--out {a.out}: names a media file; the results are JSON (e.g. results.json)")
     load_plugins()
+    if not [m for m in a.metrics.split(",") if m.strip()]:
+        raise FoleybenchError(f"--metrics: no metric name in {a.metrics!r} (e.g. av_align,fd_melstat; "
+                              "`foleybench list metrics`)")
     names, suite = suites.expand([m for m in a.metrics.split(",") if m], a.task)  # "@av-benchmark"
     for n in names:  # unknown names fail before any file is touched (a suite's unbuilt ones are reported)
         if not suites.is_planned(n):
             METRICS.entry(n)
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     ctx = dataclasses.replace(_ctx(a), clip_seconds=suites.clip_seconds(suite, a.clip_seconds))
     manifest = open_reference(a.ref, a.dataset, a.split)
     extra = {"model": a.model_name or Path(a.pred).name, **({"suite": suite.describe()} if suite else {})}
@@ -157,6 +217,10 @@ def cmd_score(a: argparse.Namespace) -> int:
     doc = score(a.task, a.pred, manifest, names, ctx, extra=extra, metric_opts=opts, pred_pattern=a.pred_pattern)
     if doc is None:
         return 0  # not rank 0: rank 0 writes the merged results
+    notes = ctx.checkpoints.unused() if isinstance(ctx.checkpoints, _Checkpoints) else []
+    if Path(a.pred).resolve() == Path(manifest.root).resolve():
+        notes.append(f"--pred {a.pred} is the reference folder: the reference's own files were scored as predictions")
+    doc["pairing"]["notes"] = list(doc["pairing"].get("notes", [])) + notes
     return _write_scores(a.out, doc)
 
 
@@ -269,7 +333,13 @@ def cmd_weights(a: argparse.Namespace) -> int:
 
     from foleybench import weights
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
+    weights._load_records()
+    for name in a.names:  # a misspelt name must not verify (or fetch) nothing and say all is well
+        if name not in weights.WEIGHTS:
+            from foleybench.registry import UnknownNameError
+
+            raise FoleybenchError(str(UnknownNameError("weight", name, sorted(weights.WEIGHTS))))
     if a.action == "list":
         rows = weights.status()
         print(f"weights directory: {weights.weights_dir()}")
@@ -293,7 +363,7 @@ def cmd_embed(a: argparse.Namespace) -> int:
     from foleybench import weights
     from foleybench.embed import embed_command
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     return embed_command(a, _ctx(a))
 
 
@@ -301,7 +371,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from foleybench import family, weights
     from foleybench.train import data_for, record_line, train
 
-    weights.set_weights_dir(a.weights_dir)
+    weights.set_weights_dir(_weights_dir(a))
     fam, tag = family.split_name(a.model)
     out = a.out
     if out is None:
@@ -314,11 +384,39 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# Integer settings read from the environment deep inside the metrics: checked here, at the
+# start of every command, so a bad value is one line before any work, not a traceback after.
+INT_ENV = {"FOLEYBENCH_AV_ALIGN_WORKERS": 1, "FOLEYBENCH_BOOTSTRAP_THREADS": 1, "FOLEYBENCH_FRECHET_THREADS": 1}
+DIR_ENV = ("FOLEYBENCH_CACHE", "FOLEYBENCH_WEIGHTS")
+
+
+def check_env(environ: Any = None) -> None:
+    """Raise FoleybenchError naming a FOLEYBENCH_* variable whose value cannot be used."""
+    import os
+
+    env = os.environ if environ is None else environ
+    for name, low in INT_ENV.items():
+        text = (env.get(name) or "").strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise FoleybenchError(f"{name}={text!r}: expected an integer >= {low}") from None
+        if value < low:
+            raise FoleybenchError(f"{name}={text}: must be >= {low}")
+    for name in DIR_ENV:
+        text = env.get(name) or ""
+        if text and Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
+            raise FoleybenchError(f"{name}={text}: is a file, not a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(sys.modules[__name__]).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(message)s")
     try:
+        check_env()
         if args.command in ("generate", "score", "bench"):
             from foleybench import distributed  # torchrun/srun ranks, or --shard I/N
 

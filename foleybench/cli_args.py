@@ -35,8 +35,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _number(kind: type, low: float, strict: bool) -> Any:
-    """An argparse ``type`` for numbers of ``kind`` above ``low`` (``strict``) or at least ``low``."""
+def _number(kind: type, low: float, strict: bool, high: float | None = None) -> Any:
+    """An argparse ``type`` for numbers of ``kind`` above ``low`` (``strict``) or at least
+    ``low``, and at most ``high``."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -47,6 +48,8 @@ def _number(kind: type, low: float, strict: bool) -> Any:
             raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
         if value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:d}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
@@ -56,6 +59,10 @@ def _number(kind: type, low: float, strict: bool) -> Any:
 positive_int = _number(int, 0, strict=True)
 nonneg_int = _number(int, 0, strict=False)
 positive_float = _number(float, 0.0, strict=True)
+# Seeds reach numpy (0 <= seed < 2**32) and torch: outside, a traceback after the set-up.
+seed_int = _number(int, 0, strict=False, high=2 ** 32 - 1)
+MAX_WORKERS = 256  # decoding processes: more is a typo (each is a Python process with torch)
+workers_int = _number(int, 0, strict=False, high=MAX_WORKERS)
 
 
 def _score_opts(p: argparse.ArgumentParser) -> None:
@@ -72,9 +79,9 @@ def _score_opts(p: argparse.ArgumentParser) -> None:
                    help="embedding cache folder (content-keyed)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per embedder batch")
-    p.add_argument("--num-workers", type=nonneg_int, default=0, help="decoding worker processes")
+    p.add_argument("--num-workers", type=workers_int, default=0, help="decoding worker processes")
     p.add_argument("--no-amp", action="store_true", help="full precision on GPU too")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--clip-seconds", type=positive_float, default=None,
                    help="truncate audio to this many seconds before embedding (VGGSound V2A protocol: 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -99,6 +106,10 @@ def parse_opts(items: list[str] | None, names: list[str]) -> dict[str, dict[str,
             raise FoleybenchError(f"--opt expects METRIC.KEY=VALUE, got {item!r}")
         if metric not in names:
             raise FoleybenchError(f"--opt {item!r}: metric {metric!r} is not among --metrics {names}")
+        if not value.strip():  # YAML reads "" as null, which would quietly mean "the default"
+            raise FoleybenchError(f"--opt {item!r}: no value after '='")
+        if key in out.get(metric, {}):
+            raise FoleybenchError(f"--opt {metric}.{key}: given twice ({out[metric][key]!r} and {value!r}); keep one")
         out.setdefault(metric, {})[key] = yaml.safe_load(value)
     return out
 
@@ -122,7 +133,7 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write the procedural synthfoley dataset (DIR/{clip_id}.mp4 + manifest.csv)")
     p.add_argument("--out", required=True)
     p.add_argument("--clips", type=positive_int, default=48)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--size", type=positive_int, default=64, help="frame height and width in pixels")
     p.add_argument("--fps", type=positive_float, default=16.0)
     p.add_argument("--sample-rate", type=positive_int, default=16000)
@@ -140,7 +151,7 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
         p.add_argument("--out", required=True)
         p.add_argument("--limit", type=nonneg_int, help="only the first N clips of the manifest")
         p.add_argument("--device", default="auto")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=seed_int, default=0)
         p.add_argument("--batch-size", type=positive_int, default=None,
                        help="clips per generation batch (default: the model's own, else 4)")
         _shard_opt(p)
@@ -218,7 +229,7 @@ def build_parser(cmds: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint file (default for paper tags: the weights directory)")
     p.add_argument("--weights-dir", help="folder of pretrained checkpoints (default $FOLEYBENCH_WEIGHTS)")
     p.add_argument("--steps", type=positive_int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(fn=cmds.cmd_train)
     from foleybench.curate import add_parser as add_curate  # the command lives in its own module
 

@@ -70,7 +70,7 @@ def resolve_device(device: str | None) -> str:
     if device == "mps" and torch.backends.mps.is_available():
         return device
     if device != "cpu":
-        raise FoleybenchError(f"unknown device {device!r} (cpu, cuda, cuda:N or auto)")
+        raise FoleybenchError(f"--device {device}: unknown device (cpu, cuda, cuda:N or auto)")
     return device
 
 

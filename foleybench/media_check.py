@@ -26,7 +26,14 @@ from foleybench.hashing import cached_by_stat
 
 TOLERANCE_S = 0.1        # one AAC frame at 16 kHz (0.064 s) and one video frame at 10 fps fit in it
 TOLERANCE_FRAC = 0.01    # and 1 % of the declared length on long files
-CHECK_VERSION = "1"      # part of the remembered answer's key: bump when the rule changes
+CHECK_VERSION = "3"      # part of the remembered answer's key: bump when the rule changes
+# Sample rates a header may declare (Hz). Outside, the header is wrong, not the audio
+# unusual: a "1 Hz" wav of 16000 samples would decode to 4.4 hours at 16 kHz.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+# What soundfile reports for a file's content, by the name's suffix (sf.info().format).
+_FORMAT_OF_SUFFIX = {".wav": ("WAV", "WAVEX", "RF64", "W64"), ".flac": ("FLAC",), ".ogg": ("OGG",),
+                     ".aiff": ("AIFF", "AIFC"), ".aif": ("AIFF", "AIFC")}
 
 
 def tolerance_s(declared_s: float) -> float:
@@ -96,14 +103,26 @@ def _container_problem(p: Path) -> str | None:
             return None
         found = {s.index: 0.0 for s in streams}
         start = {s.index: float((s.start_time or 0) * s.time_base) for s in streams}
+        first_key: dict[int, float] = {}  # video: where decoding can begin (its first keyframe)
         try:
             for pk in c.demux(streams):
-                if not pk.size or pk.pts is None or pk.is_discard:
+                if not pk.size or pk.pts is None:
                     continue
-                end = float((pk.pts + (pk.duration or 0)) * pk.stream.time_base) - start[pk.stream.index]
+                t = float(pk.pts * pk.stream.time_base) - start[pk.stream.index]
+                if pk.is_keyframe and pk.stream.type == "video" and pk.stream.index not in first_key:
+                    first_key[pk.stream.index] = t  # also a discarded pre-roll keyframe (a stream-copied cut)
+                if pk.is_discard:
+                    continue
+                end = t + float((pk.duration or 0) * pk.stream.time_base)
                 found[pk.stream.index] = max(found[pk.stream.index], end)
         except av.error.FFmpegError as e:
             raise InputError(p, f"corrupt container ({e})") from e
+        for s in streams:  # frames before the first keyframe cannot decode: the video would start late
+            lost = first_key.get(s.index, 0.0) if s.type == "video" else 0.0
+            if s.index in declared and lost > tolerance_s(declared[s.index]):
+                return (f"the video's first keyframe is at {lost:.3f} s: the frames before it cannot be decoded "
+                        f"(a cut without its keyframe); it would start late (tolerance "
+                        f"{tolerance_s(declared[s.index]):.3f} s)")
         for s in streams:
             if s.index in declared:
                 what = "video" if s.type == "video" else "audio"
@@ -113,9 +132,33 @@ def _container_problem(p: Path) -> str | None:
     return None
 
 
+def rate_problem(rate: float | None) -> str | None:
+    """Why a declared sample rate cannot be a real one, or None."""
+    if rate is not None and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        return (f"implausible sample rate {rate:g} Hz in the header (accepted {MIN_SAMPLE_RATE}.."
+                f"{MAX_SAMPLE_RATE} Hz)")
+    return None
+
+
+def _rate_problem(p: Path) -> str | None:
+    if p.suffix.lower() in _FORMAT_OF_SUFFIX:
+        try:
+            return rate_problem(sf.info(str(p)).samplerate)
+        except (sf.LibsndfileError, RuntimeError):
+            return None  # unreadable: the decoder reports it
+    try:
+        with av.open(str(p)) as c:
+            return rate_problem(c.streams.audio[0].codec_context.sample_rate) if c.streams.audio else None
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError):
+        return None
+
+
 def _problem(path: str) -> str:
     p = Path(path)
     suffix = p.suffix.lower()
+    rate = _rate_problem(p)
+    if rate:
+        return rate
     if suffix == ".wav":
         return _wav_problem(p) or ""
     if suffix == ".flac":
@@ -133,6 +176,22 @@ def check_complete(path: str | os.PathLike) -> None:
     problem = cached_by_stat(p, f"complete/{CHECK_VERSION}", lambda: _problem(str(p)))
     if problem:
         raise InputError(p, problem)
+
+
+def format_note(path: str | os.PathLike) -> str | None:
+    """A warning when a file's content is another format than its name says (an mp3 or
+    Ogg file named ``.wav``): it is decoded by its content, and this says so."""
+    p = Path(path)
+    want = _FORMAT_OF_SUFFIX.get(p.suffix.lower())
+    if not want:
+        return None
+    try:
+        fmt = sf.info(str(p)).format
+    except (sf.LibsndfileError, RuntimeError):
+        return None  # unreadable: the decoder reports it
+    if fmt in want:
+        return None
+    return f"{p}: holds {fmt} data, not {want[0]} as its name says; decoded as {fmt}"
 
 
 # ------------------------------------------------------------------ protocol length

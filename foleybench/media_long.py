@@ -137,6 +137,7 @@ class AudioScan:
     channels: int
     mono_sum: float
     peak: float
+    mono_peak: float = float("inf")  # peak of the mono mix (channels that cancel are silent)
 
     @property
     def seconds(self) -> float:
@@ -152,16 +153,17 @@ def scan_audio(path: str | Path) -> AudioScan:
     """Stream ``path`` once (see the module docstring); InputError on bad or empty audio."""
     p = Path(path)
     sr = _sample_rate(media._check_file(p))
-    n, total, peak, channels = 0, 0.0, 0.0, 0
+    n, total, peak, mono_peak, channels = 0, 0.0, 0.0, 0.0, 0
     for block in iter_audio_blocks(p):
         mono = media.to_mono(block)[0]
         total += float(np.sum(mono, dtype=np.float64))
         peak = max(peak, float(np.max(np.abs(block))))
+        mono_peak = max(mono_peak, float(np.max(np.abs(mono))))
         n += block.shape[1]
         channels = block.shape[0]
     if n == 0:
         media.check_audio(np.zeros((1, 0), np.float32), p)  # raises: zero-length audio
-    return AudioScan(n, sr, channels, total, peak)
+    return AudioScan(n, sr, channels, total, peak, mono_peak)
 
 
 def declared_seconds(path: str | Path) -> float | None:

@@ -39,13 +39,41 @@ def _fits(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+MAX_COUNT = 100_000  # n_boot, n_frames...: more is a typo, and would run for days, not fail
+# Counts for which 0 has no "off" meaning: at least one.
+_AT_LEAST_ONE = ("n_frames", "n_splits", "workers")
+_RANGES = {"ddof": (0, 1)}  # covariance normalisation: N - 0 or N - 1, nothing else
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why a well-typed option value still cannot be meant, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return f"must be finite, got {value!r}"
+    if key in _RANGES and not _RANGES[key][0] <= value <= _RANGES[key][1]:
+        lo, hi = _RANGES[key]
+        return f"must be {lo} or {hi}, got {value!r}" if hi - lo == 1 else f"must be in [{lo}, {hi}], got {value!r}"
+    if key in _AT_LEAST_ONE and value < 1:
+        return f"must be >= 1, got {value!r}"
+    if key.startswith("n_") and value < 0:
+        # counts (n_boot...) below 0 have no meaning; 0 switches a feature off
+        return f"must be >= 0, got {value!r}"
+    if key.startswith("n_") and value > MAX_COUNT:
+        return f"must be <= {MAX_COUNT}, got {value!r}"
+    if key.endswith("_s") and value < 0:
+        return f"must be >= 0 seconds, got {value!r}"
+    return None
+
+
 def check_metric(name: str, task: str, opts: dict[str, Any] | None = None) -> type:
     """The class of registered metric ``name``, once it is known to serve ``task`` (its
     class attribute ``tasks``) and to accept ``opts`` (keys, types, signs); raises
     :class:`FoleybenchError` otherwise. Imports the metric's module, builds nothing."""
     from foleybench.registry import METRICS
 
-    cls = METRICS.entry(name).load()
+    entry = METRICS.entry(name)
+    cls = entry.load()
     tasks = getattr(cls, "tasks", None)
     if not tasks:
         raise FoleybenchError(f"metric {name!r}: its class {cls.__name__} declares no tasks")
@@ -54,14 +82,17 @@ def check_metric(name: str, task: str, opts: dict[str, Any] | None = None) -> ty
     params = inspect.signature(cls.__init__).parameters
     known = [k for k in params if k not in ("self", "ctx")]
     for key, value in (opts or {}).items():
+        if key in entry.kwargs:  # fd_melstat.embedder=panns would score PANNs under melstat's name
+            raise FoleybenchError(f"{name}.{key}: fixed by the metric's name ({key}={entry.kwargs[key]!r}); "
+                                  f"ask for the metric you mean (`foleybench list metrics`)")
         if key not in known:
             raise FoleybenchError(f"{name}.{key}: metric {name!r} has no option {key!r} (options: {known})")
         allowed = _allowed(params[key])
         if allowed and not _fits(value, allowed[0]):
             raise FoleybenchError(f"{name}.{key}: expected {allowed[1]}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key.startswith("n_") and value < 0:
-            # counts (n_boot, n_splits...) below 0 have no meaning; 0 switches a feature off
-            raise FoleybenchError(f"{name}.{key}: must be >= 0, got {value!r}")
+        problem = _value_problem(key, value)
+        if problem:
+            raise FoleybenchError(f"{name}.{key}: {problem}")
     return cls
 
 

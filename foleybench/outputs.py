@@ -37,6 +37,8 @@ def check_out_file(path: str | os.PathLike) -> Path:
     if not parent.is_dir():
         raise InputError(str(p), f"cannot be created: {parent} is a file, not a folder")
     _probe_writable(parent, "its folder" if parent == p.parent else f"its nearest existing folder {parent}")
+    if p.exists() and not p.is_file():  # a device or fifo: the atomic rename would replace the node itself
+        raise InputError(str(p), "exists and is not a regular file (a device, fifo or socket)")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(str(p), "exists and is read-only")
     return p

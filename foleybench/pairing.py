@@ -24,10 +24,10 @@ from typing import Any, Sequence
 
 from foleybench import media
 from foleybench.api import ClipPair, InputError
-from foleybench.datasets.base import Manifest
-from foleybench.datasets.folder import media_by_id
+from foleybench.datasets.base import Manifest, normalize_id
+from foleybench.datasets.folder import media_by_id, skipped_media
 from foleybench.hashing import sha256_file_cached
-from foleybench.media_check import check_complete, protocol_length
+from foleybench.media_check import check_complete, format_note, protocol_length, tolerance_s
 from foleybench.pred_pattern import PATTERN_SUFFIXES
 from foleybench.pred_pattern import match as match_predictions
 
@@ -75,6 +75,17 @@ def pair_clips(task: str, pred_dir: str | Path, manifest: Manifest,
     preds, ambiguous = media_by_id(pred_dir, PRED_EXT[task])
     ref_ids = set(manifest.ids())
     known = ref_ids | set(manifest.problems)
+    notes = list(manifest.notes)
+    ignored = []
+    for name, why in skipped_media(pred_dir, PRED_EXT[task]).items():
+        cid = normalize_id(Path(name).stem)
+        if cid in ref_ids and not why.startswith(("a hidden", "a temporary")) and cid not in preds:
+            ambiguous[cid] = f"{name} is {why}" if why.startswith("a ") else f"{name}: {why}"
+        else:
+            ignored.append(f"{name} ({why})")
+    if ignored:
+        notes.append(f"{pred_dir}: {len(ignored)} file(s) not read as predictions: {', '.join(ignored[:10])}"
+                     + (" ..." if len(ignored) > 10 else ""))
     unpaired = sorted(set(preds) - known)
     missing = sorted(ref_ids - set(preds) - set(ambiguous))
     pairs = []
@@ -94,7 +105,7 @@ def pair_clips(task: str, pred_dir: str | Path, manifest: Manifest,
     unmatched = {preds[c].name: "no reference clip with this id" for c in unpaired}
     return pairs, {"n_pairs": len(pairs), "unpaired_pred": unpaired, "missing_pred": missing,
                    "invalid_pred": {c: f"{pred_dir}: {why}" for c, why in sorted(ambiguous.items())},
-                   "excluded_ref": dict(sorted(manifest.problems.items())), "notes": list(manifest.notes),
+                   "excluded_ref": dict(sorted(manifest.problems.items())), "notes": notes,
                    "pred_pattern": None, "n_files_matched": len(pairs), "n_files_unmatched": len(unmatched),
                    "unmatched_files": dict(sorted(unmatched.items()))}
 
@@ -159,15 +170,29 @@ def _check_pred(p: ClipPair, want_length: bool) -> tuple[str | None, float | Non
         from foleybench.media_long import scan_audio
 
         scan = scan_audio(path)  # streamed: a long prediction is never held whole
-        warn = f"{path}: audio is silent" if scan.peak <= media.SILENT_EPS else None
+        warn = format_note(path)
+        if scan.peak <= media.SILENT_EPS:
+            warn = _join(warn, f"{path}: audio is silent")
+        elif scan.mono_peak <= media.SILENT_EPS:  # what is scored is the mono mix
+            warn = _join(warn, f"{path}: audio is silent once its {scan.channels} channels are mixed to mono "
+                               "(they cancel)")
         return warn, scan.seconds, 1.0 / scan.sample_rate
     media.read_video(path, max_frames=2)
-    if not want_length:
-        return None, None, 0.0
-    info = media.probe(path)
+    info = media.probe(path)  # headers only: the length rule, or the short-prediction warning
     fps = info.fps or 0.0
     length = info.n_frames / fps if info.n_frames and fps else info.duration_s
     return None, length, (1.0 / fps if fps else 0.0)
+
+
+def _reason(exc: Exception) -> str:
+    """An exclusion reason: an InputError's own text, an OSError's file and problem."""
+    if isinstance(exc, OSError) and not isinstance(exc, InputError):
+        return f"{exc.filename or '?'}: unreadable ({exc.strerror or exc})"
+    return str(exc)
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}; {b}" if a else b
 
 
 def _ref_seconds(p: ClipPair, known: dict[str, float]) -> float | None:
@@ -208,15 +233,15 @@ def check_pairs(pairs: Sequence[ClipPair], clip_seconds: float | None = None,
                 for ref in dict.fromkeys(f for f in (p.ref_video, p.ref_audio) if f):
                     check_complete(ref)
                 ref_ok[p.clip_id] = None
-            except InputError as exc:
-                ref_ok[p.clip_id] = out.invalid_ref[p.clip_id] = str(exc)
+            except (InputError, OSError) as exc:  # OSError: permission denied, I/O error... (one clip's)
+                ref_ok[p.clip_id] = out.invalid_ref[p.clip_id] = _reason(exc)
         if ref_ok[p.clip_id] is not None:
             continue
         key = sample_key(p)
         try:
             warn, length, step = _check_pred(p, clip_seconds is not None)
-        except InputError as exc:
-            out.invalid[key] = str(exc)
+        except (InputError, OSError) as exc:
+            out.invalid[key] = _reason(exc)
             continue
         if clip_seconds is not None and length is not None:
             verdict, why = protocol_length(length, clip_seconds, _ref_seconds(p, ref_seconds or {}), step)
@@ -225,6 +250,11 @@ def check_pairs(pairs: Sequence[ClipPair], clip_seconds: float | None = None,
                 continue
             if verdict == "cut":
                 out.cut.append(key)
+        elif length is not None:  # no protocol length: scored whole, but a short one is said
+            ref_s = _ref_seconds(p, ref_seconds or {})
+            if ref_s and ref_s - length > tolerance_s(ref_s):
+                warn = _join(warn, f"{p.pred_audio or p.pred_video}: {length:.3f} s, shorter than its reference "
+                                   f"({ref_s:.3f} s); scored whole (give --clip-seconds to exclude short ones)")
         if warn:
             out.warnings[key] = warn
         out.good.append(p)

@@ -368,7 +368,8 @@ def score_finish(run: dict[str, Any], states: Sequence[dict[str, Any]], metrics:
     doc = {
         "task": run["task"], "pred_dir": run["pred_dir"], "dataset": run["dataset"], "protocol": run["protocol"],
         "pairing": pairing, "metrics": results,
-        "cache": _cache_block([tuple(r) for s in states for r in s["repairs"]]),
+        # and those met while computing (a damaged value memo entry: recomputed, reported)
+        "cache": _cache_block([tuple(r) for s in states for r in s["repairs"]] + _take_repairs()),
         "distributed": env.record(), **run["extra"], **provenance_block(),
     }
     return doc
@@ -427,13 +428,31 @@ def _score_samples(task: str, pred_dir: str | Path, manifest: Manifest, classes:
     }
 
 
+def _take_repairs() -> list[tuple[str, str]]:
+    from foleybench import cache
+
+    return cache.take_repairs()
+
+
 def _cache_block(repairs: list[tuple[str, str]]) -> dict[str, Any]:
     """The results' ``cache`` block: damaged entries found this run (all were recomputed)."""
     return {"repaired": len(repairs), "repairs": [{"entry": e, "problem": why} for e, why in repairs]}
 
 
 def open_reference(ref: str | Path, dataset: str | None = None, split: str | None = None) -> Manifest:
-    """A reference set from a folder (manifest.csv or media files) or a named dataset."""
+    """A reference set from a folder (manifest.csv or media files) or a named dataset.
+    A ``split`` no clip is in is an error naming the splits there are."""
+    m = _open_reference(ref, dataset, None)
+    if split is None:
+        return m
+    kept = m.split(split)
+    if not len(kept) and len(m):  # a misspelt --split must not read as "no reference clips"
+        have = sorted({str(r.split) for r in m})
+        raise InputError("--split", f"no clip of {ref} is in split {split!r} (splits there: {have})")
+    return kept
+
+
+def _open_reference(ref: str | Path, dataset: str | None = None, split: str | None = None) -> Manifest:
     from foleybench.datasets.folder import folder_manifest
 
     if dataset == "vggsound":

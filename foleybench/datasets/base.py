@@ -194,17 +194,28 @@ class Manifest:
                              "is a folder, not a manifest file")
         root = path.parent
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 fields = reader.fieldnames
                 if not fields or "clip_id" not in fields:
                     raise InputError(str(path), f"not a foleybench manifest (no clip_id column; columns: {fields})")
+                twice = sorted({c for c in fields if fields.count(c) > 1})
+                if twice:  # DictReader would keep the last silently: which one is meant cannot be known
+                    raise InputError(str(path), f"column {twice[0]!r} appears {fields.count(twice[0])} times "
+                                                f"in the header; keep one")
                 rows = list(reader)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(str(path), f"not a manifest CSV ({type(exc).__name__}: {str(exc)[:80]})") from None
         records, problems, notes = [], {}, []
         lines: dict[str, list[int]] = {}
         for i, row in enumerate(rows, 2):
+            n_fields = len(fields) + len(row.get(None) or []) - sum(v is None for k, v in row.items() if k)
+            if n_fields != len(fields):  # a cut line or an unquoted comma: the columns cannot be trusted
+                cid = normalize_id(row.get("clip_id") or "")
+                problems[cid or f"{path.name}:{i}"] = (f"{path.name}:{i}: the row has {n_fields} fields, the header "
+                                                       f"{len(fields)} (a cut line, or a comma not in quotes?)")
+                continue
             try:
                 rec = _record_from_row(row, root, path, i)
             except InputError as exc:
@@ -225,6 +236,8 @@ class Manifest:
         if not records and problems:
             first = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3])
             raise InputError(str(path), f"no usable rows ({first})")
+        if not records:
+            raise InputError(str(path), "no clip rows (the manifest holds only its header)")
         return cls(records, root, name, problems, notes)
 
 

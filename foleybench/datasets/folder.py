@@ -10,6 +10,8 @@ one is meant cannot be known. Dot-files and temp files (``*.part``, ``*.tmp``) a
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from foleybench.api import InputError
@@ -28,6 +30,13 @@ def folder_manifest(root: str | Path, split: str | None = None) -> Manifest:
     videos, vprob = media_by_id(root, VIDEO_EXT)
     audios, aprob = media_by_id(root, AUDIO_EXT)
     problems = {**vprob, **aprob}
+    notes = []
+    for name, why in skipped_media(root, VIDEO_EXT + AUDIO_EXT).items():
+        cid = normalize_id(Path(name).stem)
+        if why.startswith(("a hidden", "a temporary")) or cid in problems:
+            notes.append(f"{root / name}: {why}; not a clip")
+        else:  # a folder or broken link under a clip's name: that clip is listed, not lost silently
+            problems[cid] = f"{root / name}: {why}"
     ids = sorted((set(videos) | set(audios)) - set(problems))
     if not ids:
         if problems:
@@ -35,7 +44,7 @@ def folder_manifest(root: str | Path, split: str | None = None) -> Manifest:
         raise InputError(str(root), f"no media files ({', '.join(VIDEO_EXT + AUDIO_EXT)}) and no manifest.csv")
     recs = [ClipRecord(clip_id=i, video=str(videos[i]) if i in videos else None,
                        audio=str(audios[i]) if i in audios else None) for i in ids]
-    return Manifest(recs, root, name=root.name, problems=problems)
+    return Manifest(recs, root, name=root.name, problems=problems, notes=notes)
 
 
 TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
@@ -44,6 +53,34 @@ TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
 def is_temp_or_hidden(p: Path) -> bool:
     """Dot-files and temp names of interrupted writes/downloads: never media of a set."""
     return p.name.startswith(".") or p.name.lower().endswith(TEMP_SUFFIXES)
+
+
+def skipped_media(folder: Path, exts: tuple[str, ...]) -> dict[str, str]:
+    """{name: why} for the entries of ``folder`` with a media extension that
+    :func:`media_by_id` does not read: dot-files, temp files, folders, broken or looping
+    symbolic links and other non-regular files. Callers list them (nothing is dropped
+    without a word)."""
+    out: dict[str, str] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in exts and not (is_temp_or_hidden(p) and any(
+                e in p.name.lower() for e in exts)):
+            continue
+        if is_temp_or_hidden(p):
+            out[p.name] = ("a hidden file (its name starts with '.')" if p.name.startswith(".")
+                           else "a temporary file (an interrupted write or download)")
+            continue
+        try:
+            st = p.stat()
+        except OSError as exc:
+            is_link = p.is_symlink()
+            out[p.name] = (("a symbolic link loop" if exc.errno == 40 else f"a broken symbolic link (to "
+                            f"{os.readlink(p)})") if is_link else f"unreadable ({exc.strerror})")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out[p.name] = "a folder, not a file"
+        elif not stat.S_ISREG(st.st_mode):
+            out[p.name] = "not a regular file"
+    return out
 
 
 def media_by_id(folder: Path, exts: tuple[str, ...]) -> tuple[dict[str, Path], dict[str, str]]:

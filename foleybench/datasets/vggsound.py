@@ -64,6 +64,9 @@ class VGGSound:
             recs.append(ClipRecord(clip_id=stem, video=str(video), audio=str(audio) if audio else None,
                                    duration_s=10.0, label=label, split="test",
                                    extra={"category": self.classes.get(label, "")}))
+        if not recs:
+            raise InputError(str(self.root), f"none of the {len(self.rows)} VGGSound test manifest clips "
+                                             f"({{youtube_id}}_{{start:06d}}.mp4) is in this folder")
         return Manifest(recs, self.root, name="vggsound").split(split)
 
     def report(self) -> str:
