@@ -4,8 +4,8 @@ Two questions, on the synthfoley test clips (the embedded default set), each cli
 generated once with the bench's clip seed and scored by AV-Align against its own audio:
 
 - ``generate``: paired AV-Align differences between ways of conditioning the same
-  checkpoint. Modes: ``oracle`` (stage 1: label + the clip's own event tokens from its
-  known event times), ``partner`` (label + the event tokens of the clip the `shuffled`
+  checkpoint. Modes: ``oracle`` (stage 1: label + the clip's own event context from its
+  known event times: one token per frame, or the six tokens of ``event_context: "six"``), ``partner`` (label + the event tokens of the clip the `shuffled`
   baseline pairs it with), ``textonly`` (label alone), ``audio`` (the audio context of
   the clip's own audio), ``apartner`` (the partner's audio), ``ta`` / ``tapartner``
   (label + audio), ``sonly`` / ``spartner`` (the frame token s_f alone, no window or
@@ -93,9 +93,10 @@ def generate(ckpt: str, clips: int, modes: list[str], out: Path) -> dict[str, di
                 if mode in ("oracle", "partner", "textonly"):
                     ctx, mask = net.text_context([r.label], n)
                     if mode != "textonly":
-                        et = net.text.event_tokens(torch.tensor([_frame_codes(cfg, src, n)]))
+                        # the checkpoint's stage-1 event context (one token, or the six of event_context "six")
+                        et = net.event_context(torch.tensor([_frame_codes(cfg, src, n)]))
                         ctx = torch.cat([ctx, et], 2)
-                        mask = torch.cat([mask, torch.ones(1, n, 1, dtype=torch.bool)], 2)
+                        mask = torch.cat([mask, torch.ones(1, n, et.shape[2], dtype=torch.bool)], 2)
                 elif mode in ("sonly", "spartner"):  # the mapper's frame token s_f alone (no w_k, no g)
                     _, _, s = net.context("audio", [r.label], T.prepare_audio(req, cfg.sample_rate)[None], n, cfg.fps)
                     ctx, mask = s[:, :, None], torch.ones(1, n, 1, dtype=torch.bool)
