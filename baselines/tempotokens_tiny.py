@@ -101,6 +101,9 @@ class TempoTinyConfig:
     # stage 1's per-frame event context (TempoTokensNet.event_context): "frame" = one event token
     # e_f; "six" = [e_f, w1(e)_f, w2(e)_f, w4(e)_f, w8(e)_f, g(e)], the mapper's context shape
     event_context: str = "frame"
+    # stage 1, event_context "six": share of clips whose window and global event tokens are
+    # masked out (e_f alone after the label), so the denoiser also learns to read e_f by itself
+    event_window_dropout: float = 0.0
     # its own train-only synthfoley set (foleybench.train.train_data_spec), or None: the
     # train split of the 48-clip seed-0 set (21 clips)
     train_data: dict | None = field(default=None, hash=False)
@@ -117,6 +120,8 @@ class TempoTinyConfig:
             raise ValueError(f"audio_reach dilations must be >= 1, got {self.audio_reach}")
         if self.event_context not in EVENT_CONTEXTS:
             raise ValueError(f"event_context {self.event_context!r}: want one of {EVENT_CONTEXTS}")
+        if not 0 <= self.event_window_dropout <= 1 or (self.event_window_dropout and self.event_context != "six"):
+            raise ValueError("event_window_dropout: in [0, 1], and only with event_context 'six'")
         if self.context not in CONTEXTS:
             raise ValueError(f"context {self.context!r}: want one of {CONTEXTS}")
         if not 0 <= self.n_windows <= 4 or self.sample_steps < 1 or self.guidance < 0:
@@ -127,7 +132,8 @@ class TempoTinyConfig:
 
 # fields added after a checkpoint was shipped: left out of the recipe at their default, so
 # the recipes (and hashes) of configs that do not use them stay what they were
-LATE_FIELDS: dict[str, Any] = {"event_ce_weight": 0.0, "audio_reach": (), "event_context": "frame"}
+LATE_FIELDS: dict[str, Any] = {"event_ce_weight": 0.0, "audio_reach": (), "event_context": "frame",
+                               "event_window_dropout": 0.0}
 
 
 def recipe_config(cfg: TempoTinyConfig) -> dict[str, Any]:
@@ -536,7 +542,9 @@ class TempoTokensTrainer(Trainer):
                 "noise": torch.randn(x0.shape, generator=g),
                 "drop": torch.rand(len(vids), generator=g) < cfg.cond_dropout, "mode": mode,
                 "events": torch.tensor(codes, dtype=torch.long),
-                "event_drop": torch.rand(len(vids), generator=g) < cfg.event_dropout}
+                "event_drop": torch.rand(len(vids), generator=g) < cfg.event_dropout,
+                # drawn last, so the draws above (and older recipes' batches) are unchanged
+                "window_drop": torch.rand(len(vids), generator=g) < cfg.event_window_dropout}
 
     def stage(self, net: TempoTokensNet) -> int:
         return 1 if int(net.trained_steps) < net.cfg.stage1_steps else 2
@@ -559,8 +567,11 @@ class TempoTokensTrainer(Trainer):
             if cfg.event_tokens:  # label text + this frame's event context (masked when dropped)
                 ev = net.event_context(batch["events"].to(dev))
                 keep = ~(batch["drop"] | batch["event_drop"]).to(dev)
+                ev_mask = keep[:, None, None].expand(-1, n, ev.shape[2]).clone()
+                if ev.shape[2] > 1 and "window_drop" in batch:  # e_f alone for these clips
+                    ev_mask[batch["window_drop"].to(dev), :, 1:] = False
                 ctx = torch.cat([ctx, ev], dim=2)
-                mask = torch.cat([mask, keep[:, None, None].expand(-1, n, ev.shape[2])], dim=2)
+                mask = torch.cat([mask, ev_mask], dim=2)
             return noise_loss(net, xt, t, ctx, mask, noise, weight)
         net.denoiser.requires_grad_(False)  # frozen: its grads stay None, Adam skips it
         net.text.requires_grad_(False)

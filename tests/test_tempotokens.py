@@ -152,12 +152,37 @@ def test_six_token_event_context_is_the_mapper_shape_over_event_tokens():
     assert codes.max() == 2 * EVENT_REACH + 1
 
 
+def test_event_window_dropout_leaves_the_frame_token_alone():
+    """Stage 1, event_context "six": a clip whose window/global event tokens are dropped
+    is trained exactly as with the one-token "frame" context (masked keys add nothing)."""
+    six = dataclasses.replace(DEBUG, event_context="six", event_window_dropout=0.5, event_dropout=0.0,
+                              cond_dropout=0.0)
+    torch.manual_seed(0)
+    net = TempoTokensNet(six)
+    torch.nn.init.normal_(net.denoiser.out.weight, std=0.1)  # zero-initialised: would ignore any context
+    frame = TempoTokensNet(dataclasses.replace(six, event_context="frame", event_window_dropout=0.0))
+    frame.load_state_dict(net.state_dict())
+    batch = _batch(six, net)
+    batch["events"] = torch.randint(0, 2 * EVENT_REACH + 2, batch["events"].shape)
+    tr = TempoTokensTrainer()
+    with torch.no_grad():
+        dropped = tr.loss(net, {**batch, "window_drop": torch.ones(len(batch["labels"]), dtype=torch.bool)}, six)
+        kept = tr.loss(net, {**batch, "window_drop": torch.zeros(len(batch["labels"]), dtype=torch.bool)}, six)
+        one = tr.loss(frame, batch, frame.cfg)
+    torch.testing.assert_close(dropped, one, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(kept, one)
+
+
 def test_event_context_is_a_recipe_field_only_when_six():
     assert "event_context" not in recipe_config(DEBUG)  # the shipped recipes keep their hashes
     six = dataclasses.replace(DEBUG, event_context="six")
     assert recipe_config(six)["event_context"] == "six"
     with pytest.raises(ValueError, match="event_context"):
         dataclasses.replace(DEBUG, event_context="seven")
+    with pytest.raises(ValueError, match="event_window_dropout"):
+        dataclasses.replace(DEBUG, event_window_dropout=0.5)  # needs "six"
+    assert "event_window_dropout" not in recipe_config(six)
+    assert recipe_config(dataclasses.replace(six, event_window_dropout=0.5))["event_window_dropout"] == 0.5
 
 
 def test_changing_one_window_of_audio_changes_nearby_tokens_only():
