@@ -139,13 +139,20 @@ def tokens(ckpt: str) -> dict[str, float]:
         E = net.text.event_tokens(torch.arange(none_code + 1)[None])[0, :, 0]  # [codes, D]
         hit = total = 0
         per_code = np.zeros((none_code + 1, 2))           # per true code: [right, frames]
-        cos, jump_ev, jump_far, norms = [], [], [], []
+        cos, jump_ev, jump_far, norms, tok_cos, tok_rel = [], [], [], [], [], []
         for r in _test_clips():
             n = T.model_frames(r.duration_s, cfg.fps)
             a = media.read_audio(r.audio_source, sample_rate=16000)
             req = A2VRequest(r.clip_id, a.samples, 16000, r.label, r.duration_s, 16.0, (64, 64), 0)
-            s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)[2][0]
+            ctx, _, s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)
+            s = s[0]
             codes = torch.tensor(_frame_codes(cfg, r, n))
+            # every context token against its stage-1 counterpart of the true codes (s_f, w1..w8, g
+            # for event_context "six"; s_f alone for "frame")
+            ev = net.event_context(codes[None])[0]
+            k = ev.shape[1]
+            tok_cos.append(torch.nn.functional.cosine_similarity(ctx[0, :, :k], ev, dim=-1))
+            tok_rel.append((ctx[0, :, :k] - ev).norm(dim=-1) / ev.norm(dim=-1))
             right = torch.cdist(s, E).argmin(1) == codes
             hit += int(right.sum())
             np.add.at(per_code, (codes.numpy(), 0), right.numpy().astype(float))
@@ -162,7 +169,11 @@ def tokens(ckpt: str) -> dict[str, float]:
            "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean()),
            # nearest = true code per true code (offsets -2..2 frames, then "no event near")
            "nearest_is_true_by_code": [round(float(r / max(n, 1)), 3) for r, n in per_code],
-           "frames_by_code": [int(n) for _, n in per_code]}
+           "frames_by_code": [int(n) for _, n in per_code],
+           # per context token (s_f, then w1, w2, w4, w8, g with event_context "six"): mean cosine and
+           # mean |token - stage-1 token| / |stage-1 token| against the stage-1 event context
+           "context_token_cosine": [round(float(v), 3) for v in torch.cat(tok_cos).mean(0)],
+           "context_token_relative_error": [round(float(v), 3) for v in torch.cat(tok_rel).mean(0)]}
     print(json.dumps(out, indent=1))
     return out
 
