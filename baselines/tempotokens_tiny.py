@@ -25,7 +25,10 @@ crops, the label text as context, dropped (empty context = the CFG null) for 10%
 clips. After that the denoiser and text encoder are frozen (no gradient: ``grad`` stays
 None) and only the audio encoder and mapper train, on the noise MSE + ``l1_weight`` x
 mean |s| (+ ``event_align_weight`` x mean (s_f - e_f)^2, e_f the frozen stage-1 event token of
-frame f's true offset code); with ``motion_weight`` > 0 the noise MSE of both stages weighs
+frame f's true offset code; with ``event_context="six"`` stage 1 sees, after the label, the
+six-token event context ``[e_f, w1(e)_f, w2(e)_f, w4(e)_f, w8(e)_f, g(e)]`` of
+:meth:`TempoTokensNet.event_context` -- the mapper's context shape -- and stage 2 pulls
+all six mapper tokens to it); with ``motion_weight`` > 0 the noise MSE of both stages weighs
 moving pixels more (:func:`motion_weights`). The stage is read from a step counter stored in the network, so a resumed run
 continues in the right stage. Stage 2 draws the context per batch (``train_contexts=
 "mixed"``): the full audio context, 1-3 window tokens, the global token alone, or the
@@ -51,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foleybench.baselines.tempotokens_mapper import AudioMapper
+from foleybench.baselines.tempotokens_mapper import AudioMapper, window_tokens
 from foleybench.family import Trainer
 
 # The words of the synthfoley labels (datasets/synth_scenes.py); others are <unk>.
@@ -60,6 +63,7 @@ VOCAB = ("<unk>", "a", "ball", "bouncing", "car", "clapping", "door", "driving",
 CONTEXTS = ("text", "audio", "text_audio")
 MIN_SNR = 5.0
 EVENT_REACH = 2                  # event-offset codes -2..2 frames; code 2 * EVENT_REACH + 1: no event near
+EVENT_CONTEXTS = ("frame", "six")
 GENERATION_FIELDS = ("context", "n_windows", "global_only", "sample_steps", "guidance")
 
 
@@ -94,6 +98,12 @@ class TempoTinyConfig:
     event_align_weight: float = 0.0  # stage 2: weight of mean (s_f - stage-1 event token of frame f)^2
     event_ce_weight: float = 0.0    # stage 2: weight of the cross-entropy classifying frame f's event code from s_f
     audio_reach: tuple[int, ...] = ()  # dilations of extra residual convs over audio patches (wider, bounded field)
+    # stage 1's per-frame event context (TempoTokensNet.event_context): "frame" = one event token
+    # e_f; "six" = [e_f, w1(e)_f, w2(e)_f, w4(e)_f, w8(e)_f, g(e)], the mapper's context shape
+    event_context: str = "frame"
+    # stage 1, event_context "six": share of clips whose window and global event tokens are
+    # masked out (e_f alone after the label), so the denoiser also learns to read e_f by itself
+    event_window_dropout: float = 0.0
     # its own train-only synthfoley set (foleybench.train.train_data_spec), or None: the
     # train split of the 48-clip seed-0 set (21 clips)
     train_data: dict | None = field(default=None, hash=False)
@@ -108,6 +118,10 @@ class TempoTinyConfig:
         object.__setattr__(self, "audio_reach", tuple(int(d) for d in self.audio_reach))
         if any(d < 1 for d in self.audio_reach):
             raise ValueError(f"audio_reach dilations must be >= 1, got {self.audio_reach}")
+        if self.event_context not in EVENT_CONTEXTS:
+            raise ValueError(f"event_context {self.event_context!r}: want one of {EVENT_CONTEXTS}")
+        if not 0 <= self.event_window_dropout <= 1 or (self.event_window_dropout and self.event_context != "six"):
+            raise ValueError("event_window_dropout: in [0, 1], and only with event_context 'six'")
         if self.context not in CONTEXTS:
             raise ValueError(f"context {self.context!r}: want one of {CONTEXTS}")
         if not 0 <= self.n_windows <= 4 or self.sample_steps < 1 or self.guidance < 0:
@@ -118,7 +132,8 @@ class TempoTinyConfig:
 
 # fields added after a checkpoint was shipped: left out of the recipe at their default, so
 # the recipes (and hashes) of configs that do not use them stay what they were
-LATE_FIELDS: dict[str, Any] = {"event_ce_weight": 0.0, "audio_reach": ()}
+LATE_FIELDS: dict[str, Any] = {"event_ce_weight": 0.0, "audio_reach": (), "event_context": "frame",
+                               "event_window_dropout": 0.0}
 
 
 def recipe_config(cfg: TempoTinyConfig) -> dict[str, Any]:
@@ -341,6 +356,22 @@ class TempoTokensNet(nn.Module):
             ctx, mask = torch.cat([tc, ctx], dim=2), torch.cat([tm, mask], dim=2)
         return ctx, mask, s
 
+    def event_context(self, codes: torch.Tensor) -> torch.Tensor:
+        """Stage 1's per-frame event context of event-offset codes [B, T] -> [B, T, K, D].
+
+        ``cfg.event_context == "frame"``: K = 1, the event token e_f. ``"six"``: K = 6, the
+        same shape as the mapper's audio context: ``[e_f, w1(e)_f, w2(e)_f, w4(e)_f, w8(e)_f,
+        g(e)]``, the window tokens computed by the mapper's own
+        :func:`~foleybench.baselines.tempotokens_mapper.window_tokens` (its windows) over the
+        clip's event tokens, and g(e) the mean of the clip's event tokens over its frames
+        (parameter-free; the mapper's g is its attention pooling, which stage 2 pulls to it)."""
+        e = self.text.event_tokens(codes)                                    # [B, T, 1, D]
+        if self.cfg.event_context == "frame":
+            return e
+        e = e[:, :, 0]
+        g = e.mean(dim=1, keepdim=True).expand(-1, e.shape[1], -1)
+        return torch.stack([e, *window_tokens(e, self.mapper.windows), g], dim=2)
+
     def empty_context(self, b: int, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.denoiser.null.device
         return (torch.zeros(b, n_frames, 0, self.cfg.ctx_dim, device=dev),
@@ -511,7 +542,9 @@ class TempoTokensTrainer(Trainer):
                 "noise": torch.randn(x0.shape, generator=g),
                 "drop": torch.rand(len(vids), generator=g) < cfg.cond_dropout, "mode": mode,
                 "events": torch.tensor(codes, dtype=torch.long),
-                "event_drop": torch.rand(len(vids), generator=g) < cfg.event_dropout}
+                "event_drop": torch.rand(len(vids), generator=g) < cfg.event_dropout,
+                # drawn last, so the draws above (and older recipes' batches) are unchanged
+                "window_drop": torch.rand(len(vids), generator=g) < cfg.event_window_dropout}
 
     def stage(self, net: TempoTokensNet) -> int:
         return 1 if int(net.trained_steps) < net.cfg.stage1_steps else 2
@@ -531,11 +564,14 @@ class TempoTokensTrainer(Trainer):
             net.text.requires_grad_(True)
             labels = ["" if d else s for s, d in zip(batch["labels"], batch["drop"].tolist())]
             ctx, mask = net.text_context(labels, n)
-            if cfg.event_tokens:  # label text + this frame's event token (masked when dropped)
-                ev = net.text.event_tokens(batch["events"].to(dev))
+            if cfg.event_tokens:  # label text + this frame's event context (masked when dropped)
+                ev = net.event_context(batch["events"].to(dev))
                 keep = ~(batch["drop"] | batch["event_drop"]).to(dev)
+                ev_mask = keep[:, None, None].expand(-1, n, ev.shape[2]).clone()
+                if ev.shape[2] > 1 and "window_drop" in batch:  # e_f alone for these clips
+                    ev_mask[batch["window_drop"].to(dev), :, 1:] = False
                 ctx = torch.cat([ctx, ev], dim=2)
-                mask = torch.cat([mask, keep[:, None, None].expand(-1, n, 1)], dim=2)
+                mask = torch.cat([mask, ev_mask], dim=2)
             return noise_loss(net, xt, t, ctx, mask, noise, weight)
         net.denoiser.requires_grad_(False)  # frozen: its grads stay None, Adam skips it
         net.text.requires_grad_(False)
@@ -543,7 +579,15 @@ class TempoTokensTrainer(Trainer):
         ctx, mask, s = net.context(mode, batch["labels"], batch["audio"].to(dev), n, cfg.fps, n_windows, global_only)
         loss = noise_loss(net, xt, t, ctx, mask, noise, weight) + cfg.l1_weight * s.abs().mean()
         codes = batch["events"].to(dev)
-        if cfg.event_align_weight:  # pull s_f to the stage-1 token of frame f's event offset (frozen target)
+        if cfg.event_align_weight and cfg.event_context == "six":
+            # pull all six mapper tokens [s_f, w1..w8, g] of the clip's audio to stage 1's event
+            # context of its true event codes (frozen target), whatever context this batch drew
+            with torch.no_grad():
+                target = net.event_context(codes)
+            full = ctx[:, :, -6:] if (mode, n_windows, global_only) in (("audio", 4, False), ("text_audio", 4, False)) \
+                else net.audio_context(batch["audio"].to(dev), n, cfg.fps)[0]
+            loss = loss + cfg.event_align_weight * (full - target).pow(2).mean()
+        elif cfg.event_align_weight:  # pull s_f to the stage-1 token of frame f's event offset (frozen target)
             with torch.no_grad():
                 target = net.text.event_tokens(codes)[:, :, 0]
             loss = loss + cfg.event_align_weight * (s - target).pow(2).mean()
@@ -552,7 +596,8 @@ class TempoTokensTrainer(Trainer):
         return loss
 
     def loss_label(self, cfg: TempoTinyConfig) -> str:
-        extra = f" + {cfg.event_align_weight} event-token MSE" if cfg.event_align_weight else ""
+        what = "six-token event-context MSE" if cfg.event_context == "six" else "event-token MSE"
+        extra = f" + {cfg.event_align_weight} {what}" if cfg.event_align_weight else ""
         extra += f" + {cfg.event_ce_weight} event-code CE" if cfg.event_ce_weight else ""
         mw = f", motion-weighted x{cfg.motion_weight}" if cfg.motion_weight else ""
         return f"noise MSE{mw}, min-SNR-5 (+ {cfg.l1_weight} mean|s|{extra} from step {cfg.stage1_steps})"

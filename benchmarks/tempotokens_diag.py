@@ -4,8 +4,8 @@ Two questions, on the synthfoley test clips (the embedded default set), each cli
 generated once with the bench's clip seed and scored by AV-Align against its own audio:
 
 - ``generate``: paired AV-Align differences between ways of conditioning the same
-  checkpoint. Modes: ``oracle`` (stage 1: label + the clip's own event tokens from its
-  known event times), ``partner`` (label + the event tokens of the clip the `shuffled`
+  checkpoint. Modes: ``oracle`` (stage 1: label + the clip's own event context from its
+  known event times: one token per frame, or the six tokens of ``event_context: "six"``), ``partner`` (label + the event tokens of the clip the `shuffled`
   baseline pairs it with), ``textonly`` (label alone), ``audio`` (the audio context of
   the clip's own audio), ``apartner`` (the partner's audio), ``ta`` / ``tapartner``
   (label + audio), ``sonly`` / ``spartner`` (the frame token s_f alone, no window or
@@ -15,11 +15,17 @@ generated once with the bench's clip seed and scored by AV-Align against its own
   tokens of each frame's true code (nearest-token agreement, cosine, and how much the
   tokens change at event frames against frames far from any event).
 
+- ``train``: trains a variant of the tiny recipe (``--set FIELD=VALUE``, e.g.
+  ``event_context=six``) with ``foleybench.train`` to the checkpoint path given (the
+  shipped checkpoint and the family's configs are untouched; the checkpoint carries the
+  variant's recipe hash, so it ships as is if the variant becomes the tiny default).
+
 Usage (from the repository root; minutes on 2 cores, one thread)::
 
     python benchmarks/tempotokens_diag.py generate baselines/checkpoints/tempotokens.tiny.pt \
         --clips 27 --modes oracle,partner,audio,apartner
     python benchmarks/tempotokens_diag.py tokens baselines/checkpoints/tempotokens.tiny.pt
+    python benchmarks/tempotokens_diag.py train runs/tt/six.pt --set event_context=six
 
 Videos and per-clip scores go under ``--out`` (default runs/tempotokens-diag).
 """
@@ -93,9 +99,10 @@ def generate(ckpt: str, clips: int, modes: list[str], out: Path) -> dict[str, di
                 if mode in ("oracle", "partner", "textonly"):
                     ctx, mask = net.text_context([r.label], n)
                     if mode != "textonly":
-                        et = net.text.event_tokens(torch.tensor([_frame_codes(cfg, src, n)]))
+                        # the checkpoint's stage-1 event context (one token, or the six of event_context "six")
+                        et = net.event_context(torch.tensor([_frame_codes(cfg, src, n)]))
                         ctx = torch.cat([ctx, et], 2)
-                        mask = torch.cat([mask, torch.ones(1, n, 1, dtype=torch.bool)], 2)
+                        mask = torch.cat([mask, torch.ones(1, n, et.shape[2], dtype=torch.bool)], 2)
                 elif mode in ("sonly", "spartner"):  # the mapper's frame token s_f alone (no w_k, no g)
                     _, _, s = net.context("audio", [r.label], T.prepare_audio(req, cfg.sample_rate)[None], n, cfg.fps)
                     ctx, mask = s[:, :, None], torch.ones(1, n, 1, dtype=torch.bool)
@@ -132,13 +139,20 @@ def tokens(ckpt: str) -> dict[str, float]:
         E = net.text.event_tokens(torch.arange(none_code + 1)[None])[0, :, 0]  # [codes, D]
         hit = total = 0
         per_code = np.zeros((none_code + 1, 2))           # per true code: [right, frames]
-        cos, jump_ev, jump_far, norms = [], [], [], []
+        cos, jump_ev, jump_far, norms, tok_cos, tok_rel = [], [], [], [], [], []
         for r in _test_clips():
             n = T.model_frames(r.duration_s, cfg.fps)
             a = media.read_audio(r.audio_source, sample_rate=16000)
             req = A2VRequest(r.clip_id, a.samples, 16000, r.label, r.duration_s, 16.0, (64, 64), 0)
-            s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)[2][0]
+            ctx, _, s = net.context("audio", [r.label], T.prepare_audio(req, 16000)[None], n, cfg.fps)
+            s = s[0]
             codes = torch.tensor(_frame_codes(cfg, r, n))
+            # every context token against its stage-1 counterpart of the true codes (s_f, w1..w8, g
+            # for event_context "six"; s_f alone for "frame")
+            ev = net.event_context(codes[None])[0]
+            k = ev.shape[1]
+            tok_cos.append(torch.nn.functional.cosine_similarity(ctx[0, :, :k], ev, dim=-1))
+            tok_rel.append((ctx[0, :, :k] - ev).norm(dim=-1) / ev.norm(dim=-1))
             right = torch.cdist(s, E).argmin(1) == codes
             hit += int(right.sum())
             np.add.at(per_code, (codes.numpy(), 0), right.numpy().astype(float))
@@ -155,21 +169,56 @@ def tokens(ckpt: str) -> dict[str, float]:
            "mapper_token_norm": float(torch.cat(norms).mean()), "event_token_norm": float(E.norm(dim=1).mean()),
            # nearest = true code per true code (offsets -2..2 frames, then "no event near")
            "nearest_is_true_by_code": [round(float(r / max(n, 1)), 3) for r, n in per_code],
-           "frames_by_code": [int(n) for _, n in per_code]}
+           "frames_by_code": [int(n) for _, n in per_code],
+           # per context token (s_f, then w1, w2, w4, w8, g with event_context "six"): mean cosine and
+           # mean |token - stage-1 token| / |stage-1 token| against the stage-1 event context
+           "context_token_cosine": [round(float(v), 3) for v in torch.cat(tok_cos).mean(0)],
+           "context_token_relative_error": [round(float(v), 3) for v in torch.cat(tok_rel).mean(0)]}
     print(json.dumps(out, indent=1))
     return out
 
 
+def train_variant(out: str, sets: list[str]) -> dict:
+    import dataclasses
+
+    from foleybench import family as fams
+    from foleybench import train as T
+
+    fam, _ = fams.split_name("tempotokens.tiny")
+    base = fam.configs["tiny"]
+    over = {}
+    for kv in sets:
+        k, v = kv.split("=", 1)
+        if not hasattr(base, k):
+            raise SystemExit(f"--set {kv}: TempoTinyConfig has no field {k!r}")
+        old = getattr(base, k)
+        if isinstance(old, bool):
+            over[k] = v.lower() in ("1", "true", "yes")
+        elif isinstance(old, tuple):
+            over[k] = tuple(int(x) for x in v.split(",") if x)
+        else:
+            over[k] = type(old)(v)
+    cfg = dataclasses.replace(base, **over)
+    fam.configs["tiny"] = cfg  # this process only: foleybench.train reads the config by name
+    print(f"overrides {over}", flush=True)
+    info = T.train("tempotokens.tiny", T.data_for("tempotokens.tiny"), out, progress=False)
+    print(json.dumps(info, indent=1))
+    return info
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["generate", "tokens"])
-    ap.add_argument("checkpoint")
+    ap.add_argument("what", choices=["generate", "tokens", "train"])
+    ap.add_argument("checkpoint", help="the checkpoint to read (generate, tokens) or write (train)")
+    ap.add_argument("--set", action="append", default=[], help="train: recipe override FIELD=VALUE")
     ap.add_argument("--clips", type=int, default=27)
     ap.add_argument("--modes", default="oracle,partner,audio,apartner")
     ap.add_argument("--out", default="runs/tempotokens-diag")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.what == "generate":
+    if args.what == "train":
+        train_variant(args.checkpoint, args.set)
+    elif args.what == "generate":
         generate(args.checkpoint, args.clips, args.modes.split(","), Path(args.out))
     else:
         tokens(args.checkpoint)

@@ -13,8 +13,9 @@ import torch
 
 from foleybench.api import A2VRequest
 from foleybench.baselines import tempotokens as tt
-from foleybench.baselines.tempotokens_mapper import frame_assignment
+from foleybench.baselines.tempotokens_mapper import WINDOWS, frame_assignment
 from foleybench.baselines.tempotokens_tiny import (
+    EVENT_REACH,
     Clip,
     TempoTokensNet,
     TempoTokensTrainer,
@@ -99,9 +100,10 @@ def _batch(cfg, stage_net):
     return TempoTokensTrainer().batch(data, cfg, rng)
 
 
+@pytest.mark.parametrize("event_context", ["frame", "six"])
 @pytest.mark.parametrize("stage", [1, 2])
-def test_stage_two_trains_only_audio_encoder_and_mapper(stage):
-    cfg = DEBUG
+def test_stage_two_trains_only_audio_encoder_and_mapper(stage, event_context):
+    cfg = dataclasses.replace(DEBUG, event_context=event_context, event_align_weight=0.5)
     torch.manual_seed(0)
     net = TempoTokensNet(cfg)
     net.trained_steps.fill_(0 if stage == 1 else cfg.stage1_steps)
@@ -123,6 +125,64 @@ def test_stage_two_trains_only_audio_encoder_and_mapper(stage):
         if stage == 1:
             break
     assert int(net.trained_steps) == (1 if stage == 1 else cfg.stage1_steps + 4)
+
+
+def test_six_token_event_context_is_the_mapper_shape_over_event_tokens():
+    """event_context "six": [e_f, w1, w2, w4, w8, g] with w_k[i] the mean of e over
+    [max(i-k, 0), min(i+k, T)) (closed form, edges included) and g the mean over frames;
+    "frame" stays the one token e_f."""
+    torch.manual_seed(0)
+    net = TempoTokensNet(dataclasses.replace(DEBUG, event_context="six"))
+    codes = torch.tensor([[5, 5, 0, 1, 2, 3, 4, 5, 5, 5, 5], [5, 0, 1, 2, 3, 4, 5, 5, 5, 0, 1]])
+    with torch.no_grad():
+        ctx = net.event_context(codes)
+        e = net.text.event_tokens(codes)[:, :, 0]
+    n = codes.shape[1]
+    assert ctx.shape == (2, n, 2 + len(WINDOWS), DEBUG.ctx_dim)
+    assert torch.equal(ctx[:, :, 0], e)
+    for j, k in enumerate(WINDOWS):
+        for i in range(n):
+            want = e[:, max(i - k, 0):min(i + k, n)].mean(1)
+            torch.testing.assert_close(ctx[:, i, 1 + j], want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ctx[:, :, -1], e.mean(1, keepdim=True).expand(-1, n, -1))
+    frame = TempoTokensNet(DEBUG)
+    frame.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.equal(frame.event_context(codes), e[:, :, None])
+    assert codes.max() == 2 * EVENT_REACH + 1
+
+
+def test_event_window_dropout_leaves_the_frame_token_alone():
+    """Stage 1, event_context "six": a clip whose window/global event tokens are dropped
+    is trained exactly as with the one-token "frame" context (masked keys add nothing)."""
+    six = dataclasses.replace(DEBUG, event_context="six", event_window_dropout=0.5, event_dropout=0.0,
+                              cond_dropout=0.0)
+    torch.manual_seed(0)
+    net = TempoTokensNet(six)
+    torch.nn.init.normal_(net.denoiser.out.weight, std=0.1)  # zero-initialised: would ignore any context
+    frame = TempoTokensNet(dataclasses.replace(six, event_context="frame", event_window_dropout=0.0))
+    frame.load_state_dict(net.state_dict())
+    batch = _batch(six, net)
+    batch["events"] = torch.randint(0, 2 * EVENT_REACH + 2, batch["events"].shape)
+    tr = TempoTokensTrainer()
+    with torch.no_grad():
+        dropped = tr.loss(net, {**batch, "window_drop": torch.ones(len(batch["labels"]), dtype=torch.bool)}, six)
+        kept = tr.loss(net, {**batch, "window_drop": torch.zeros(len(batch["labels"]), dtype=torch.bool)}, six)
+        one = tr.loss(frame, batch, frame.cfg)
+    torch.testing.assert_close(dropped, one, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(kept, one)
+
+
+def test_event_context_is_a_recipe_field_only_when_six():
+    assert "event_context" not in recipe_config(DEBUG)  # the shipped recipes keep their hashes
+    six = dataclasses.replace(DEBUG, event_context="six")
+    assert recipe_config(six)["event_context"] == "six"
+    with pytest.raises(ValueError, match="event_context"):
+        dataclasses.replace(DEBUG, event_context="seven")
+    with pytest.raises(ValueError, match="event_window_dropout"):
+        dataclasses.replace(DEBUG, event_window_dropout=0.5)  # needs "six"
+    assert "event_window_dropout" not in recipe_config(six)
+    assert recipe_config(dataclasses.replace(six, event_window_dropout=0.5))["event_window_dropout"] == 0.5
 
 
 def test_changing_one_window_of_audio_changes_nearby_tokens_only():

@@ -150,9 +150,10 @@ def test_stage2_event_code_ce_is_the_closed_form_and_trains_only_the_audio_side(
 
 
 def test_event_ce_weight_at_zero_leaves_the_recipe_as_before():
-    cfg = tt.CONFIGS["tiny"]
+    cfg = tt.CONFIGS["debug"]  # the tiny recipe uses it since session 23
     assert "event_ce_weight" not in recipe_config(cfg)
     assert recipe_config(dataclasses.replace(cfg, event_ce_weight=1.0))["event_ce_weight"] == 1.0
+    assert recipe_config(tt.CONFIGS["tiny"])["event_ce_weight"] == 1.0
 
 
 def _manifest(tmp_path, n: int = 3) -> Manifest:
