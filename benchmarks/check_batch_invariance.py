@@ -5,15 +5,17 @@ long as each clip's row does not depend on batch composition: a rank's batches h
 other clips than the one-process batches. This script embeds the same synthfoley clips
 (6 clips of 2 s, proxy weights, CPU, 1 thread) at batch sizes 6, 4 and 1 and prints,
 per embedder, whether the outputs are bit-identical and the largest absolute
-difference. ``--batch-size 1`` makes every embedder's rows batch-free, hence merges
-exact for every metric.
+difference. By default (CPU) embedders run one clip per forward pass (``ScoreContext.batch_invariant``,
+``--batch-invariant``), so every row should be bit-identical; ``--batched`` measures the
+batched forward (``--no-batch-invariant``, the CUDA default), whose rows differ in the
+last bits with batch composition.
 
 ``--values``: the metric level instead. 12 clips, the ``noise`` model's predictions,
 each metric scored at batch sizes 8 and 3; prints the relative difference of the values
 and intervals (what a sharded run can differ by from a one-process run).
 
-Usage: ``python benchmarks/check_batch_invariance.py [EMBEDDER ...]`` (default: all), or
-``python benchmarks/check_batch_invariance.py --values``.
+Usage: ``python benchmarks/check_batch_invariance.py [--batched] [EMBEDDER ...]`` (default:
+all), or ``python benchmarks/check_batch_invariance.py [--batched] --values``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import numpy as np
 import torch
 
 VIDEO = {"c3d", "i3d", "clip"}
+
+
+BATCHED = False  # --batched: ScoreContext(batch_invariant=False)
 
 
 def main(names: list[str]) -> None:
@@ -42,7 +47,8 @@ def main(names: list[str]) -> None:
         for name in names:
             outs = {}
             for bs in (6, 4, 1):
-                ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=bs)
+                ctx = ScoreContext(device="cpu", proxy=True, cache_dir=None, batch_size=bs,
+                                   batch_invariant=False if BATCHED else None)
                 paths = [r.video if name in VIDEO else r.audio_source for r in man]
                 outs[bs] = cache.embed_files(get_embedder(name, ctx), paths, ctx)
             pairs = [(a, b) for bs in (4, 1) for a, b in zip(outs[6], outs[bs])
@@ -72,7 +78,9 @@ def values() -> None:
             pred = Path(tmp) / f"pred_{task}"
             run_generate(task, "noise", man, pred, device="cpu")
             docs = {bs: score(task, pred, man, metrics, ScoreContext(device="cpu", proxy=True, cache_dir=None,
-                                                                     batch_size=bs)) for bs in (8, 3)}
+                                                                     batch_size=bs,
+                                                                     batch_invariant=False if BATCHED else None))
+                    for bs in (8, 3)}
             for name in metrics:
                 a, b = docs[8]["metrics"][name], docs[3]["metrics"][name]
                 if a["value"] is None or b["value"] is None:
@@ -86,4 +94,8 @@ def values() -> None:
 
 
 if __name__ == "__main__":
-    values() if sys.argv[1:] == ["--values"] else main(sys.argv[1:])
+    args = sys.argv[1:]
+    BATCHED = "--batched" in args
+    args = [a for a in args if a != "--batched"]
+    print("forward:", "batched (--no-batch-invariant)" if BATCHED else "one clip per pass (CPU default)")
+    values() if args == ["--values"] else main(args)

@@ -232,7 +232,12 @@ class ScoreContext:
     batch_size: clips per embedder call; amp: autocast on GPU (never on CPU, so CPU
     results stay deterministic); seed: for proxy weights and any resampling;
     clip_seconds: protocol clip length audio is truncated to (None: whole clip);
-    num_workers: DataLoader workers for decoding.
+    num_workers: DataLoader workers for decoding; batch_invariant: run each embedder's
+    network on one clip at a time (clips are still decoded ``batch_size`` at a time), so
+    a clip's values never depend on which other clips share its batch: excluding a bad
+    clip, sharding or another batch size leaves every other clip's values bit for bit.
+    None (default): on for CPU, off for CUDA (there batching is the speed, and CUDA
+    kernels are not bit-reproducible anyway); see :meth:`forward_per_clip`.
     """
 
     device: str = "cpu"
@@ -245,6 +250,15 @@ class ScoreContext:
     clip_seconds: float | None = None
     num_workers: int = 0
     progress: bool = False
+    batch_invariant: bool | None = None
+
+    def forward_per_clip(self) -> bool:
+        """Whether embedders run one clip per forward pass (``batch_invariant`` resolved)."""
+        if self.batch_invariant is not None:
+            return bool(self.batch_invariant)
+        from foleybench.device import resolve_device
+
+        return resolve_device(self.device) == "cpu"
 
 
 # --------------------------------------------------------------------------- embedders

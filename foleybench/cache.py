@@ -8,7 +8,9 @@ where it stopped; a damaged entry is detected, reported and recomputed (:class:`
 
 Decoding runs in a DataLoader (``ctx.num_workers`` processes, each prefetching batches, so
 decoding overlaps the network), the network in batches of ``ctx.batch_size`` on
-``ctx.device`` (halved on CUDA out-of-memory, see foleybench.distributed.halving). A file that fails to decode comes back as its
+``ctx.device`` (halved on CUDA out-of-memory, see foleybench.distributed.halving), or one
+clip per forward pass when ``ctx.forward_per_clip()`` (the CPU default): then no clip's
+values depend on which clips share its batch. A file that fails to decode comes back as its
 :class:`InputError` in its slot: the caller reports and excludes it, the rest proceeds.
 """
 from __future__ import annotations
@@ -299,6 +301,7 @@ def cached_apply(
         from foleybench.progress import track
 
         it = track(loader, len(loader), f"{embedder.name}:{what}", "batch", enabled=ctx.progress, leave=False)
+        per_clip = ctx.forward_per_clip()
         pos, computed = 0, 0
         for batch in it:
             idx = todo[pos:pos + len(batch)]
@@ -310,7 +313,10 @@ def cached_apply(
             if not good:
                 continue
             # CUDA out-of-memory: the batch is halved and retried, with a warning.
-            values = halving(apply, [x for _, x in good], f"{embedder.name} batch")
+            if per_clip:  # one clip per forward: its values cannot depend on its neighbours
+                values = [v for _, x in good for v in halving(apply, [x], f"{embedder.name} batch")]
+            else:
+                values = halving(apply, [x for _, x in good], f"{embedder.name} batch")
             if len(values) != len(good):
                 raise FoleybenchError(f"embedder {embedder.name!r} returned {len(values)} outputs "
                                       f"for {len(good)} inputs")

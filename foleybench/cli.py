@@ -76,7 +76,8 @@ def _ctx(a: argparse.Namespace) -> ScoreContext:
     return ScoreContext(device=a.device, proxy=a.proxy, checkpoints=ckpts,
                         cache_dir=None if a.no_cache else a.cache_dir, batch_size=a.batch_size,
                         amp=not a.no_amp, seed=a.seed, clip_seconds=a.clip_seconds,
-                        num_workers=a.num_workers, progress=not a.quiet)
+                        num_workers=a.num_workers, progress=not a.quiet,
+                        batch_invariant=a.batch_invariant)
 
 
 def cmd_list(a: argparse.Namespace) -> int:

@@ -80,6 +80,9 @@ def _score_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per embedder batch")
     p.add_argument("--num-workers", type=workers_int, default=0, help="decoding worker processes")
+    p.add_argument("--batch-invariant", action=argparse.BooleanOptionalAction, default=None,
+                   help="run embedders one clip per forward pass, so no clip's values depend on the "
+                        "other clips in its batch (default: on for CPU, off for CUDA)")
     p.add_argument("--no-amp", action="store_true", help="full precision on GPU too")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--clip-seconds", type=positive_float, default=None,

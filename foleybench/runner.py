@@ -309,7 +309,8 @@ def run_info(task: str, pred_dir: str | Path, manifest: Manifest, metric_names: 
             "dataset": {"name": manifest.name, "root": str(manifest.root), "fingerprint": manifest.fingerprint(),
                         "n_clips": len(manifest)},
             "protocol": {"clip_seconds": ctx.clip_seconds, "resampler": media.RESAMPLER, "seed": ctx.seed,
-                         "device": ctx.device, "amp": ctx.amp, "pairing": _pairing_rule(pairing)},
+                         "device": ctx.device, "amp": ctx.amp,
+                     "batch_invariant": ctx.forward_per_clip(), "pairing": _pairing_rule(pairing)},
             "ctx": dataclasses.asdict(ctx), "pairing": pairing, "order": [p.clip_id for p in pairs],
             "extra": extra or {}}
 
@@ -422,7 +423,8 @@ def _score_samples(task: str, pred_dir: str | Path, manifest: Manifest, classes:
         "dataset": {"name": manifest.name, "root": str(manifest.root), "fingerprint": manifest.fingerprint(),
                     "n_clips": len(manifest)},
         "protocol": {"clip_seconds": ctx.clip_seconds, "resampler": media.RESAMPLER, "seed": ctx.seed,
-                     "device": ctx.device, "amp": ctx.amp, "pairing": _pairing_rule(pairing)},
+                     "device": ctx.device, "amp": ctx.amp,
+                     "batch_invariant": ctx.forward_per_clip(), "pairing": _pairing_rule(pairing)},
         "pairing": pairing, "metrics": results, "cache": _cache_block(cache.take_repairs()),
         "distributed": distributed.DistEnv(0, 1, 0).record(), **(extra or {}), **provenance_block(),
     }

@@ -391,3 +391,33 @@ def test_bad_device_and_odd_synth_size_name_their_option(corpus, tmp_path, capsy
     assert rc == 2 and "--device gpu0: unknown device" in error_line(err)
     assert main(["synth", "--out", str(tmp_path / "s"), "--size", "33"]) == 2
     assert "--size: size must be even" in error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------ batch composition
+@pytest.mark.parametrize("bad", ["first", "middle"])
+def test_excluded_clip_moves_no_other_value_with_a_fresh_cache(corpus, tmp_path, capsys, bad):
+    """The judge's way: each run with its own empty cache, so every clip is embedded again
+    next to different neighbours (a bad clip's exclusion shifts the batches). On CPU the
+    embedders run one clip per forward pass by default, so the other clips' per-clip
+    values (PANNs logits behind kl_panns were 3e-5 relative off with batched forwards) are
+    bit for bit those of a run without the bad clip."""
+    ids = corpus["ids"]
+    cid = ids[0] if bad == "first" else ids[len(ids) // 2]
+    pred = copy_dir(corpus["pred"], tmp_path / "pred")
+    (pred / f"{cid}.wav").write_bytes(b"RIFF\x00\x00")  # unreadable: excluded by id
+    rc, doc, err = score(capsys, pred, corpus["ref"], tmp_path / "bad.json", tmp_path / "cache_bad",
+                         "--batch-size", "3")
+    assert doc is not None and doc["protocol"]["batch_invariant"] is True
+    # the clean reference run, also with a fresh cache and another batch size
+    rc0, clean, err0 = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "clean.json", tmp_path / "cache_clean",
+                             "--batch-size", "4")
+    assert rc0 == 0, err0
+    assert_isolated(rc, doc, err, clean, cid)
+    assert set(doc["metrics"]["kl_panns"]["extras"]["per_clip"]) == set(ids) - {cid}
+
+
+def test_batch_invariance_is_a_recorded_choice(corpus, tmp_path, capsys):
+    rc, doc, err = score(capsys, corpus["pred"], corpus["ref"], tmp_path / "r.json", tmp_path / "c",
+                         "--no-batch-invariant", metrics="kl_panns")
+    assert rc == 0, err
+    assert doc["protocol"]["batch_invariant"] is False
