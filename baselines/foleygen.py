@@ -138,7 +138,8 @@ class FoleyGenModel(VideoToAudio):
     def params(self) -> dict[str, Any]:
         return {"model": self.name, "config": dataclasses.asdict(self.cfg), "generation": generation_params(self.cfg),
                 "use_cache": self.use_cache, "codec": self.codec.describe(),
-                "n_params": sum(p.numel() for p in self.net.parameters()), **self.meta}
+                "n_params": sum(p.numel() for p in self.net.parameters()), "step_kernels": _kernels_label(),
+                **self.meta}
 
     @torch.inference_mode()
     def _features(self, r: V2ARequest, n_fr: int) -> torch.Tensor:
@@ -177,6 +178,14 @@ class FoleyGenModel(VideoToAudio):
                                         int(r.sample_rate)))
         check_outputs(requests, outs, self.name)
         return outs
+
+
+def _kernels_label() -> str:
+    """How the cached generation steps ran: "torchscript", or "eager: why" (same tokens)."""
+    from foleybench.baselines.foleygen_kernels import kernels
+
+    k = kernels()
+    return "torchscript" if k.scripted else f"eager: {k.why}"
 
 
 def build_model(cfg: FoleyGenConfig, *, name: str, checkpoint: str | Path | None = None, device: str = "cpu",

@@ -163,6 +163,7 @@ class Cache:
     emb: tuple[torch.Tensor, torch.Tensor] | None = None
     cross: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)  # C, folded:
     #   per layer (score table [B, S_max, h*F], query-key map [B, d, h*F], value-output map [B, h*F, d])
+    args: tuple = ()  # all of the above as foleygen_kernels.step_kernel's arguments after (col, pos)
 
 
 class FoleyGenLM(nn.Module):
@@ -279,6 +280,11 @@ class FoleyGenLM(nn.Module):
         c.heads = (torch.cat([hd.weight for hd in self.heads]).t(), torch.cat([hd.bias for hd in self.heads]))
         c.emb = (torch.cat([e.weight for e in self.emb]),
                  torch.arange(cfg.n_q, device=dev)[None] * (cfg.card + 1))
+        folded = bool(c.cross)
+        c.args = (c.n_prefix, c.emb[0], c.emb[1], c.pos_emb, [list(w) for w in c.fused], list(c.kv_buf),
+                  [] if folded else [k for k, _ in c.mem_kv], [] if folded else [v for _, v in c.mem_kv],
+                  [list(t) for t in c.cross], c.step_masks, cfg.variant == "p", d, h, float(self.norm.eps),
+                  self.norm.weight, self.norm.bias, c.heads[0], c.heads[1], cfg.n_q, cfg.card)
         return c
 
     def _fold_cross(self, att: Attention, mem_kv: tuple[torch.Tensor, torch.Tensor], masks: torch.Tensor
@@ -313,41 +319,14 @@ class FoleyGenLM(nn.Module):
         """:meth:`step` on a column ``[B, K]`` of tokens, giving ``[B, K, card]``.
 
         Written for a one-column step's cost, which is the number of tensor operations
-        (each on a few hundred numbers), not arithmetic: the residual stream stays ``[B, d]``
-        so every projection is one ``addmm`` on the pre-transposed fused weights, the new
-        key and value are written into the buffers straight from the fused projection, the
-        attention reads the buffers through one ``narrow`` each, and a head's output
-        ``[B, h, 1, d/h]`` is already the ``[B, d]`` row the output projection takes.
+        (each on a few hundred numbers), not arithmetic: the body is
+        ``foleygen_kernels.step_kernel`` (TorchScript-compiled when available, the same
+        kernels either way), on the lists :meth:`start` prepared (``cache.args``).
         """
-        cfg, c = self.cfg, cache
-        B, pos = col.shape[0], c.pos
-        assert c.emb is not None and c.heads is not None and c.step_masks is not None and c.pos_emb is not None
-        d, h = cfg.d_model, cfg.n_heads
-        x = F.embedding(col + c.emb[1], c.emb[0]).sum(1) + c.pos_emb[pos]  # [B, d]
-        n_keys = c.n_prefix + pos + 1
-        mask = c.step_masks[:, pos:pos + 1]  # [B, 1, F (+ S_max)]
-        self_mask = mask.narrow(2, 0, n_keys)[:, None] if cfg.variant == "p" else None  # C: all earlier columns
-        eps = self.norm.eps
-        for i, w in enumerate(c.fused):
-            hn = F.layer_norm(x, (d,), w[0], w[1], eps)
-            qkv = torch.addmm(w[3], hn, w[2]).view(B, 3, h, 1, d // h)
-            kb, vb = c.k_buf[i], c.v_buf[i]
-            c.kv_buf[i].narrow(3, n_keys - 1, 1).copy_(qkv.narrow(1, 1, 2))
-            y = F.scaled_dot_product_attention(qkv[:, 0], kb.narrow(2, 0, n_keys), vb.narrow(2, 0, n_keys),
-                                               attn_mask=self_mask)
-            x = x + torch.addmm(w[5], y.view(B, d), w[4])
-            if len(w) > 12 and c.cross:  # C: cross-attention to the visual memory, folded (see _fold_cross)
-                table, qk, vo = c.cross[i]
-                hn = F.layer_norm(x, (d,), w[12], w[13], eps)
-                a = torch.baddbmm(table[:, pos:pos + 1], hn[:, None], qk).view(B, h, -1).softmax(-1)
-                x = torch.baddbmm(x[:, None], a.view(B, 1, -1), vo).view(B, d)
-            elif len(w) > 12:  # C at a larger width: the plain projections (a folded map is h times K's size)
-                hn = F.layer_norm(x, (d,), w[12], w[13], eps)
-                q = torch.addmm(w[15], hn, w[14]).view(B, h, 1, d // h)
-                y = F.scaled_dot_product_attention(q, c.mem_kv[i][0], c.mem_kv[i][1], attn_mask=mask[:, None])
-                x = x + torch.addmm(w[17], y.view(B, d), w[16])
-            hn = F.layer_norm(x, (d,), w[6], w[7], eps)
-            x = x + torch.addmm(w[11], F.gelu(torch.addmm(w[9], hn, w[8])), w[10])
+        from foleybench.baselines.foleygen_kernels import kernels
+
+        c = cache
+        assert c.args, "FoleyGenLM.step_logits needs a Cache from FoleyGenLM.start"
+        out = kernels().step(col, c.pos, *c.args)
         c.pos += 1
-        hn = F.layer_norm(x, (d,), self.norm.weight, self.norm.bias, self.norm.eps)
-        return torch.addmm(c.heads[1], hn, c.heads[0]).view(B, cfg.n_q, cfg.card)
+        return out

@@ -16,31 +16,15 @@ from typing import Sequence
 import torch
 
 from foleybench.baselines.codebook_pattern import DelayPattern
+from foleybench.baselines.foleygen_kernels import cfg_mix, filter_logits, kernels
 from foleybench.baselines.foleygen_lm import FoleyGenLM
+
+__all__ = ["GumbelStream", "cfg_logits", "filter_logits", "generate_codes", "sample_tokens", "sample_tokens_reference"]
 
 
 def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, coef: float) -> torch.Tensor:
     """Classifier-free guidance: ``uncond + coef * (cond - uncond)`` (coef 1: cond, 0: uncond)."""
-    if coef == 1.0:  # exactly the conditional logits (no rounding from the subtraction)
-        return cond
-    if coef == 0.0:
-        return uncond
-    return uncond + coef * (cond - uncond)
-
-
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
-    """``[..., V]`` logits with everything outside the top k (k > 0) and outside the smallest
-    set of probability >= top_p (0 < p < 1; the most likely token always kept) at -inf."""
-    out = logits
-    if 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth, float("-inf"))
-    if 0.0 < top_p < 1.0:
-        sorted_l, idx = torch.sort(out, dim=-1, descending=True)
-        probs = sorted_l.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p  # mass before this token already >= p
-        out = out.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
-    return out
+    return cfg_mix(cond, uncond, float(coef))
 
 
 class GumbelStream:
@@ -60,14 +44,27 @@ class GumbelStream:
 
     def next(self) -> torch.Tensor:
         """The ``[B, K, V]`` Gumbel noise of the next step."""
+        buf = self._filled()
+        self._i += 1
+        return buf[:, self._i - 1]
+
+    def _filled(self) -> torch.Tensor:
         if self._buf is None or self._i == self._buf.shape[1]:
             u = torch.empty(len(self.gens), self.chunk, self.K, self.V, dtype=torch.float64)
             for b, g in enumerate(self.gens):
                 u[b].uniform_(generator=g)  # what `chunk` calls of torch.rand(K, V, generator=g) draw
             self._buf = u.clamp_(1e-12, 1 - 1e-12).log_().neg_().log_().neg_().to(self.device)
             self._i = 0
-        self._i += 1
-        return self._buf[:, self._i - 1]
+        return self._buf
+
+    def take(self, n_max: int) -> torch.Tensor:
+        """The noise ``[B, n, K, V]`` of the next n steps, 1 <= n <= n_max, as many as are
+        left in the current chunk: the same numbers as n calls of :meth:`next`."""
+        buf = self._filled()
+        n = min(int(n_max), buf.shape[1] - self._i)
+        out = buf[:, self._i:self._i + n]
+        self._i += n
+        return out
 
 
 def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator] | GumbelStream, temperature: float = 1.0,
@@ -87,21 +84,7 @@ def sample_tokens(logits: torch.Tensor, gens: Sequence[torch.Generator] | Gumbel
     """
     B, K, V = logits.shape
     stream = gens if isinstance(gens, GumbelStream) else GumbelStream(gens, K, V, logits.device, chunk=1)
-    gumbel = stream.next()
-    if temperature <= 0:
-        return logits.argmax(-1)
-    if (top_p <= 0.0 or top_p >= 1.0) and logits.dtype == torch.float32:
-        z = logits.double()
-        if temperature != 1.0:
-            z = z / temperature
-        z = z.add_(gumbel)
-        if 0 < top_k < V:  # the k-th largest, from the shorter end of the order
-            kth = (torch.topk(logits, top_k, dim=-1).values[..., -1:] if 2 * top_k <= V else
-                   torch.topk(logits, V - top_k + 1, dim=-1, largest=False).values[..., -1:])
-            z.masked_fill_(logits < kth, float("-inf"))
-        return z.argmax(-1)
-    z = filter_logits(logits.double() / temperature, top_k, top_p)
-    return (z + gumbel).argmax(-1)
+    return kernels().sample(logits, stream.next(), float(temperature), int(top_k), float(top_p))
 
 
 def sample_tokens_reference(logits: torch.Tensor, gens: Sequence[torch.Generator], temperature: float = 1.0,
@@ -158,16 +141,23 @@ def _generate(lm: FoleyGenLM, vis: torch.Tensor, n_frames: torch.Tensor, n_steps
     inp = both.view(copies * B, cfg.n_q, S + 1)  # one write of a step's tokens fills both copies
     special = inp.new_full((), cfg.card)
     all_valid = valid.all(1).all(0).tolist()  # columns where no clip has a special cell
-    cache = lm.start(v_in, nf_in, mechanism, S) if use_cache else None
     noise = GumbelStream(gens, cfg.n_q, cfg.card, vis.device, chunk=min(S, 32))
-    for s in range(S):
-        if cache is not None:
-            logits = lm.step_logits(inp[:, :, s], cache)
-        else:
+    if use_cache:  # chunks of steps, each one call of foleygen_kernels.run_steps
+        cache = lm.start(v_in, nf_in, mechanism, S)
+        run, s = kernels().run_steps, 0
+        while s < S:
+            gumbel = noise.take(S - s)
+            n = gumbel.shape[1]
+            run(s, n, inp, both, valid, all_valid, gumbel, special, B, guided, float(cfg_coef), float(temperature),
+                int(top_k), float(top_p), *cache.args)
+            s += n
+            cache.pos = s
+    else:  # the reference: the whole prefix through the forward at every step
+        for s in range(S):
             logits = lm(inp[:, :, :s + 1], v_in, nf_in, mechanism)[:, :, -1]
-        if guided:
-            logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
-        tok = sample_tokens(logits.float(), noise, temperature, top_k, top_p)
-        both[:, :, :, s + 1] = tok if all_valid[s] else torch.where(valid[:, :, s], tok, special)
+            if guided:
+                logits = cfg_logits(logits[:B], logits[B:], cfg_coef)
+            tok = sample_tokens(logits.float(), noise, temperature, top_k, top_p)
+            both[:, :, :, s + 1] = tok if all_valid[s] else torch.where(valid[:, :, s], tok, special)
     seq = inp[:B, :, 1:]
     return pat.revert(seq)

@@ -35,6 +35,8 @@ RATIOS: list[tuple[str, float, str]] = [
     ("generation.wavenet_video.cache_speedup", 10.0, "cached / naive generation"),
     ("generation.foleygen_c.cache_speedup", 10.0, "cached / recompute generation, 10 s clips"),
     ("generation.foleygen_p.cache_speedup", 10.0, "cached / recompute generation, 10 s clips"),
+    ("foleygen.c.cache_speedup", 10.0, "cached / recompute generation, one 3 s clip, guided (issue 10)"),
+    ("foleygen.p.cache_speedup", 10.0, "cached / recompute generation, one 3 s clip, guided (issue 10)"),
 ]
 NOT_MEASURED = [
     "generation.deepfusion: not autoregressive (one frame per pass, no incremental state), no cache ratio",

@@ -235,6 +235,86 @@ def test_one_column_steps_give_the_logits_of_the_full_forward(variant, fold, mec
     assert bool(cache.cross) == (variant == "c" and fold)
 
 
+def test_gumbel_stream_take_gives_the_numbers_of_next():
+    """take(n): the next steps up to the chunk's end, the numbers of as many next() calls."""
+    Kq, V = 2, 5
+    a, b = GumbelStream(_gens(2, 3), Kq, V, chunk=7), GumbelStream(_gens(2, 3), Kq, V, chunk=7)
+    got, sizes = [], []
+    for want_n in (3, 10, 1, 7, 5, 100):
+        t = a.take(want_n)
+        sizes.append(t.shape[1])
+        got += [t[:, j] for j in range(t.shape[1])]
+    assert sizes == [3, 4, 1, 6, 5, 2]  # never past a chunk edge (7, 14, 21...)
+    for x in got:
+        assert torch.equal(x, b.next())
+
+
+def _eager_kernels(monkeypatch):
+    import foleybench.baselines.foleygen_kernels as kmod
+
+    monkeypatch.setattr(kmod, "_KERNELS", [])
+    monkeypatch.setenv("FOLEYBENCH_NO_TORCHSCRIPT", "1")
+    k = kmod.kernels()
+    assert not k.scripted and "FOLEYBENCH_NO_TORCHSCRIPT" in k.why
+    return k
+
+
+def test_generation_is_compiled_by_torchscript_on_the_pinned_stack():
+    from foleybench.baselines.foleygen_kernels import kernels
+
+    k = kernels()
+    assert k.scripted, f"FoleyGen's generation kernels run eagerly here: {k.why}"
+
+
+def test_compiled_steps_call_the_operations_the_source_names():
+    """After its profiling runs TorchScript's optimiser would rewrite addmm as mm + add,
+    which rounds differently on some values (it flipped a token in foleygen-table1): the
+    kernels run unoptimised, so a late generation still calls addmm and never mm."""
+    from torch.profiler import ProfilerActivity, profile
+
+    lm, g = _lm("c", seed=3), torch.Generator().manual_seed(3)
+    vis, nf = torch.randn(2, 7, 8, generator=g), torch.tensor([7, 3])
+    for _ in range(4):  # past the profiling runs
+        generate_codes(lm, vis, nf, 12, _gens(2))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        generate_codes(lm, vis, nf, 12, _gens(2))
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::addmm" in names and "aten::mm" not in names
+
+
+@pytest.mark.parametrize("variant,fold", [("c", True), ("c", False), ("p", False)])
+def test_scripted_and_eager_generation_agree_bit_for_bit(variant, fold, monkeypatch):
+    """TorchScript runs the same kernels as the eager functions: equal logits, equal tokens
+    (every mechanism, guided and not, top-k, top-p, greedy, clips of different lengths)."""
+    import foleybench.baselines.foleygen_lm as lm_mod
+    from foleybench.baselines.foleygen_kernels import kernels
+
+    monkeypatch.setattr(lm_mod, "FOLD_CROSS_MAX_D", 10**6 if fold else 0)
+    lm, g = _lm(variant, seed=21), torch.Generator().manual_seed(21)
+    vis, nf = torch.randn(3, 7, 8, generator=g), torch.tensor([7, 3, 5])
+    inp = torch.randint(0, lm.cfg.card + 1, (3, lm.cfg.n_q, 13), generator=g)
+    settings = [(m, coef, temp, tk, tp) for m in MECHANISMS for coef, temp, tk, tp in
+                ((3.0, 1.0, 10, 0.0), (1.0, 0.7, 0, 0.8), (0.0, 0.0, 0, 0.0), (2.0, 1.3, 0, 0.0))]
+
+    def run():
+        steps = {}
+        for m in MECHANISMS:
+            cache = lm.start(vis, nf, m, 13)
+            steps[m] = torch.stack([lm.step_logits(inp[:, :, s], cache) for s in range(13)])
+        codes = [generate_codes(lm, vis, nf, [13, 6, 9], _gens(3, 5), mechanism=m, cfg_coef=coef, temperature=temp,
+                                top_k=tk, top_p=tp) for m, coef, temp, tk, tp in settings]
+        return steps, codes
+
+    assert kernels().scripted
+    scripted = run()
+    _eager_kernels(monkeypatch)
+    eager = run()
+    for m in MECHANISMS:
+        assert torch.equal(scripted[0][m], eager[0][m]), m
+    for st, a, b in zip(settings, scripted[1], eager[1]):
+        assert torch.equal(a, b), st
+
+
 def test_a_clip_generates_the_same_tokens_alone_and_in_a_batch():
     lm, g = _lm("p", seed=10), torch.Generator().manual_seed(10)
     vis, nf = torch.randn(2, 7, 8, generator=g), torch.tensor([7, 3])
