@@ -1,7 +1,8 @@
 """Content-keyed embedding cache and batched extraction.
 
 Key = sha256 of (input file's sha256, embedder name and version, checkpoint sha256,
-preprocessing id, protocol clip length, what was computed). Changing any part recomputes; renaming or moving
+preprocessing id, protocol clip length, what was computed, and whether the network ran one
+clip per forward pass: ``ScoreContext.batch_invariant``). Changing any part recomputes; renaming or moving
 a file does not. Values are float32 ``.npy`` payloads behind a sha256 checksum, written atomically (temp file +
 ``os.replace``), so an interrupted run leaves no half-written entry and a rerun resumes
 where it stopped; a damaged entry is detected, reported and recomputed (:class:`EmbeddingCache`). Unlike a cache keyed by file existence, an edited file gets a new key.
@@ -71,6 +72,10 @@ class EmbeddingCache:
         # clip_seconds lives in the run context, not the embedder, so it joins the key here.
         parts = [file_hash, embedder.name, str(embedder.version), str(embedder.checkpoint_sha256),
                  embedder.preprocess_id(), f"clip={ctx.clip_seconds}", what]
+        if ctx.forward_per_clip():
+            # rows from a one-clip forward are batch-free; batched rows (older caches, CUDA)
+            # differ from them at float32 rounding, so the two never stand in for each other
+            parts.append("forward=clip")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
