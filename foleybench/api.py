@@ -291,6 +291,11 @@ class Embedder(ABC):
     rate: ClassVar[float]
     dim: ClassVar[int]
     frames_level: ClassVar[bool] = False
+    # True when the embedder's own forward already makes each clip's rows independent of
+    # the other clips in a call (a fixed padded batch shape, e.g. C3D): the cache then
+    # hands it whole batches even where one clip per forward pass is asked for
+    # (ScoreContext.batch_invariant), since its rows are batch-free either way.
+    rows_batch_free: ClassVar[bool] = False
     weights: str = "proxy"
     checkpoint_sha256: str | None = None
     device: str = "cpu"

@@ -306,7 +306,7 @@ def cached_apply(
         from foleybench.progress import track
 
         it = track(loader, len(loader), f"{embedder.name}:{what}", "batch", enabled=ctx.progress, leave=False)
-        per_clip = ctx.forward_per_clip()
+        per_clip = ctx.forward_per_clip() and not embedder.rows_batch_free
         pos, computed = 0, 0
         for batch in it:
             idx = todo[pos:pos + len(batch)]

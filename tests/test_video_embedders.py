@@ -149,6 +149,24 @@ def test_c3d_proxy_logits_and_features():
     assert not np.allclose(logits[0], logits[1])
 
 
+def test_c3d_rows_do_not_depend_on_the_other_clips_in_a_call():
+    """C3D runs fixed batches of PAD_BATCH clips (zero-filled), so a clip's logits and
+    features are the same bits alone, at any position, next to any clips, in calls of
+    any size: the property that lets the cache hand it whole batches (rows_batch_free)
+    where a one-clip forward pass is asked for. A plain batch-1 forward differs from a
+    batched one in the last bits (oneDNN picks the conv3d kernel by batch shape)."""
+    e = c3d.build("proxy")
+    assert e.rows_batch_free and e.PAD_BATCH == 8
+    rng = np.random.default_rng(1)
+    clip_x = rng.uniform(-1, 1, (3, 16, 112, 112)).astype(np.float32)
+    alone = e.logits_inputs([clip_x])[0], e.embed_inputs([clip_x])[0]
+    for n, pos in ((3, 2), (8, 0), (8, 7), (11, 9), (16, 5)):
+        others = list(rng.uniform(-1, 1, (n, 3, 16, 112, 112)).astype(np.float32))
+        others[pos] = clip_x
+        assert np.array_equal(e.logits_inputs(others)[pos], alone[0]), (n, pos)
+        assert np.array_equal(e.embed_inputs(others)[pos], alone[1]), (n, pos)
+
+
 def _videos(rng: np.random.Generator, n: int, noise: bool) -> list[np.ndarray]:
     """n float clips [3, 16, 224, 224] in [-1, 1]: smooth moving gradients, or uniform noise."""
     out = []
